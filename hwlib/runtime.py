@@ -1,0 +1,46 @@
+"""Process-wide speed settings that must be in place before tensors are allocated.
+
+PyTorch on CPU allocates and frees large temporary tensors every step. With glibc's default malloc those
+above a dynamic threshold come from fresh `mmap`s and go straight back to the kernel, so each step page-faults
+them in again (here ~100,000 minor faults/s and most CPU time in the kernel). Raising the mmap and trim
+thresholds keeps the memory in the heap for reuse. `GLIBC_TUNABLES` does the same but must be set before the
+process starts; `mallopt` works from inside it, so importing `hwlib` is enough (CLI, notebooks, tests).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+M_TRIM_THRESHOLD = -1
+M_TOP_PAD = -2
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's upper bound on 64-bit
+TRIM_THRESHOLD = 1024 * 1024 * 1024
+TOP_PAD = 64 * 1024 * 1024
+DISABLE_ENV = "HWLIB_NO_MALLOC_TUNING"
+
+malloc_tuned = False
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in the heap instead of returning it to the kernel; True if glibc accepted it."""
+    global malloc_tuned
+    if malloc_tuned or os.environ.get(DISABLE_ENV) == "1":
+        return malloc_tuned
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        return False
+    malloc_tuned = all(
+        mallopt(option, value)
+        for option, value in (
+            (M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX), (M_TRIM_THRESHOLD, TRIM_THRESHOLD), (M_TOP_PAD, TOP_PAD),
+        )
+    )
+    return malloc_tuned

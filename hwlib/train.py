@@ -1,0 +1,245 @@
+"""QLoRA supervised fine-tuning with TRL's `SFTTrainer`: the model card's recipe, resumable, saved atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import time
+from pathlib import Path
+
+from datasets import Dataset
+
+from .config import ConfigError, TrainConfig, compute_dtype, device
+from .data import ID2LABEL, class_counts, load_split, subsample
+from .files import write_json
+from .models import load_model
+from .prompts import build_example, ensure_chat_template, supports_system_role
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+RUN_CONFIG = "run_config.json"
+LOSS_HISTORY = "loss_history.json"
+LOSS_CURVE = "loss_curve.png"
+
+
+class RunExistsError(FileExistsError):
+    """The output folder already holds a run."""
+
+
+def training_examples(dataset: Dataset, tokenizer) -> Dataset:
+    """TRL conversational prompt/completion rows built from `text`/`label` rows."""
+    ensure_chat_template(tokenizer)
+    system_role = supports_system_role(tokenizer)
+    rows = [build_example(text, ID2LABEL[label], system_role) for text, label in zip(dataset["text"], dataset["label"])]
+    return Dataset.from_list(rows)
+
+
+def training_data(config: TrainConfig) -> Dataset:
+    """The seeded train subset the config asks for."""
+    return subsample(load_split("train", config.data_dir), config.train_size, config.sampling, config.seed)
+
+
+def lora_config(config: TrainConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules), bias="none", task_type="CAUSAL_LM",
+    )
+
+
+def sft_config(config: TrainConfig):
+    """TRL settings for this hardware: no activation checkpointing, bf16 where native, loss on the answer only."""
+    import torch
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(Path(config.output_dir) / CHECKPOINTS),
+        per_device_train_batch_size=config.batch_size,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        max_length=config.max_length,
+        completion_only_loss=True,
+        activation_checkpointing=config.activation_checkpointing,
+        bf16=compute_dtype() == torch.bfloat16,
+        fp16=compute_dtype() == torch.float16,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=False,
+        use_cpu=device() == "cpu",
+        dataloader_pin_memory=device() == "cuda",
+    )
+
+
+def build_trainer(config: TrainConfig, model=None, tokenizer=None, dataset: Dataset | None = None):
+    """An `SFTTrainer` ready to train: LoRA on the config's modules of a (by default 4-bit) base model."""
+    from trl import SFTTrainer
+
+    if model is None:
+        model, tokenizer = load_model(config.model, config.quantize, trainable=True)
+    dataset = training_data(config) if dataset is None else dataset
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(config),
+        train_dataset=training_examples(dataset, tokenizer),
+        processing_class=tokenizer,
+        peft_config=lora_config(config),
+    )
+    dropped = len(dataset) - len(trainer.train_dataset)
+    if dropped:  # TRL drops rows whose answer was cut off entirely by max_length
+        log.warning("%d of %d examples lost their answer to max_length=%d and were dropped: raise max_length",
+                    dropped, len(dataset), config.max_length)
+    return trainer
+
+
+def trainable_parameters(model) -> dict[str, int]:
+    """Trainable and total parameter counts (4-bit weights count as stored: two per byte)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "total": total}
+
+
+def prepare_output(output_dir: str | Path, resume: bool, overwrite: bool) -> Path | None:
+    """Check the output folder; returns the checkpoint to resume from, if any."""
+    output = Path(output_dir)
+    if resume and overwrite:
+        raise ConfigError("choose resume or overwrite, not both")
+    if output.exists() and any(output.iterdir()):
+        if overwrite:
+            shutil.rmtree(output)
+        elif not resume:
+            raise RunExistsError(
+                f"{output} already holds a run: pass resume=True (--resume) to continue it, "
+                "overwrite=True (--overwrite) to start again, or another output folder"
+            )
+    if not resume:
+        return None
+    if (output / RUN_CONFIG).is_file():
+        raise RunExistsError(f"{output} holds a finished run: nothing to resume (use --overwrite to train again)")
+    checkpoints = sorted((output / CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if not checkpoints:
+        raise ConfigError(f"nothing to resume in {output}: no {CHECKPOINTS}/checkpoint-* folder")
+    return checkpoints[-1]
+
+
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks: list | None = None) -> Path:
+    """Train the adapter the config describes and save it, with its record, into `config.output_dir`."""
+    output = Path(config.output_dir)
+    checkpoint = prepare_output(output, resume, overwrite)
+    output.mkdir(parents=True, exist_ok=True)
+    dataset = training_data(config)
+    trainer = build_trainer(config, dataset=dataset)
+    for callback in callbacks or []:
+        trainer.add_callback(callback)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    wall_time = time.perf_counter() - start
+    if trainer.state.global_step < trainer.state.max_steps:
+        log.warning("training stopped at step %d of %d; resume with --resume", trainer.state.global_step,
+                    trainer.state.max_steps)
+        return output
+    save_run(trainer, config, dataset, result.metrics, wall_time)
+    return output
+
+
+def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall_time: float) -> None:
+    """Adapter, tokenizer, loss history and curve, then run_config.json last (its presence marks a finished run)."""
+    output = Path(config.output_dir)
+    staging = output / ".saving"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.model.save_pretrained(staging)
+    trainer.processing_class.save_pretrained(staging)
+    for item in staging.iterdir():
+        item.replace(output / item.name)
+    staging.rmdir()
+    history = loss_history(trainer.state.log_history)
+    write_json(output / LOSS_HISTORY, history)
+    save_loss_curve(history, output / LOSS_CURVE)
+    write_json(output / RUN_CONFIG, {
+        "config": config.to_dict(),
+        "examples": len(trainer.train_dataset),
+        "examples_per_class": class_counts(dataset),
+        "steps": trainer.state.global_step,
+        "final_loss": history[-1]["loss"] if history else None,
+        "train_loss": metrics.get("train_loss"),
+        "wall_time_s": round(wall_time, 1),
+        "examples_per_s": round(metrics.get("train_samples_per_second", 0.0), 3),
+        "parameters": trainable_parameters(trainer.model),
+        "hardware": hardware(),
+        "versions": versions(),
+    })
+
+
+def loss_history(log_history: list[dict]) -> list[dict]:
+    """The training-loss entries of a Trainer log: step, epoch, loss, learning rate."""
+    return [
+        {"step": entry["step"], "epoch": round(entry.get("epoch", 0.0), 4), "loss": entry["loss"],
+         "learning_rate": entry.get("learning_rate")}
+        for entry in log_history
+        if "loss" in entry
+    ]
+
+
+def save_loss_curve(history: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from .files import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    plot_loss(history, ax)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+def plot_loss(history: list[dict], ax=None):
+    """Seaborn line plot of training loss against step."""
+    import pandas as pd
+    import seaborn as sns
+
+    ax = sns.lineplot(data=pd.DataFrame(history), x="step", y="loss", marker="o", ax=ax)
+    ax.set_title("training loss (answer tokens only)")
+    return ax
+
+
+def hardware() -> dict:
+    import torch
+
+    info = {"device": device(), "compute_dtype": str(compute_dtype()).removeprefix("torch."),
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    if device() == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    names = ("hwlib", "torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate")
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except Exception:
+            found[name] = "not installed"
+    return found
+
+
+def read_run(output_dir: str | Path) -> dict:
+    """A finished run's record (run_config.json)."""
+    path = Path(output_dir) / RUN_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: {output_dir} is not a finished training run")
+    return json.loads(path.read_text())
