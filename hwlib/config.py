@@ -11,7 +11,11 @@ from pathlib import Path
 PROFILE_ENV = "HWLIB_PROFILE"
 
 
-class ConfigError(ValueError):
+class HwlibError(Exception):
+    """Base of the errors hwlib raises for bad input; each message names the problem and the fix."""
+
+
+class ConfigError(HwlibError, ValueError):
     """A setting that cannot work: the message says which and how to fix it."""
 
 

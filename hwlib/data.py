@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset, DatasetDict
 
+from .config import HwlibError
+
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 ID2LABEL: dict[int, str] = dict(enumerate(LABELS))
 LABEL2ID: dict[str, int] = {name: i for i, name in ID2LABEL.items()}
@@ -21,7 +23,7 @@ SAMPLINGS = ("stratified", "balanced")
 log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(HwlibError, ValueError):
     """Bad or missing data: the message names the file and what to do about it."""
 
 

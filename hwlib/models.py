@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -11,7 +12,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, cache_dir, compute_dtype, device
+from .config import ConfigError, HwlibError, cache_dir, compute_dtype, device
 from .prompts import CHATML_TEMPLATE, ensure_chat_template
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-class ModelError(RuntimeError):
+class ModelError(HwlibError, RuntimeError):
     """A model that cannot be found, fetched or loaded: the message says what to do."""
 
 
@@ -181,7 +182,6 @@ def _build_tiny_tokenizer():
 def _english_sample() -> str:
     """English prose that ships with Python itself (the Zen of Python), so building needs no download."""
     import codecs
-    import contextlib
     import io
 
     with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the poem
@@ -237,7 +237,8 @@ def load_model(name: str = "smollm2-135m", quantize: str | None = "nf4", adapter
 
         kwargs["device_map"] = {"": PartialState().device}  # each data-parallel process on its own GPU
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        with _quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as error:
         raise ModelError(
             f"could not load model {name!r} from {path} ({error}). Hub models need internet or a local copy: "
@@ -250,6 +251,20 @@ def load_model(name: str = "smollm2-135m", quantize: str | None = "nf4", adapter
     if not trainable:
         model.eval()
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """No per-tensor "Loading weights" bar: it floods notebooks and logs for a load of a few seconds."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def check_adapter(folder: str | Path) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from .config import ConfigError, TrainConfig, compute_dtype, device
+from .config import ConfigError, HwlibError, TrainConfig, compute_dtype, device
 from .data import ID2LABEL, class_counts, load_split, subsample
 from .files import write_json
 from .models import load_model
@@ -25,7 +25,7 @@ LOSS_HISTORY = "loss_history.json"
 LOSS_CURVE = "loss_curve.png"
 
 
-class RunExistsError(FileExistsError):
+class RunExistsError(HwlibError, FileExistsError):
     """The output folder already holds a run."""
 
 

@@ -1,0 +1,158 @@
+"""Command line: `python -m hwlib {train,evaluate,predict,run} ...` (`--help` on each)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import types
+import typing
+
+from .config import EvalConfig, HwlibError, TrainConfig, eval_config, train_config
+
+TRAIN_SKIP = {"profile", "output_dir"}
+
+
+def _field_type(field: dataclasses.Field):
+    """The argparse type of a dataclass field (`int | None` → int, tuples → comma-separated strings)."""
+    hint = typing.get_type_hints(TrainConfig)[field.name] if field.name in TrainConfig.__dataclass_fields__ \
+        else typing.get_type_hints(EvalConfig)[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if isinstance(hint, types.UnionType) and args else hint
+    if typing.get_origin(base) is tuple:
+        return str
+    if base is bool:
+        return lambda text: text.lower() in ("1", "true", "yes", "on")
+    return base
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls, skip: set[str]) -> None:
+    group = parser.add_argument_group(f"{cls.__name__} overrides (default: the profile's value)")
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        group.add_argument(flag, dest=field.name, type=_field_type(field), default=None,
+                           help=f"default {field.default!r}")
+
+
+def _overrides(args: argparse.Namespace, cls, skip: set[str] = frozenset()) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if f.name not in skip and getattr(args, f.name, None) is not None}
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m hwlib", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune an adapter with TRL's SFTTrainer")
+    train.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="default: gpu with CUDA, else cpu")
+    train.add_argument("--output", help="run folder (default runs/PROFILE)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="replace a run already in the output folder")
+    _add_fields(train, TrainConfig, TRAIN_SKIP)
+
+    run = commands.add_parser("run", help="train, evaluate before and after, write the model card")
+    run.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="default: gpu with CUDA, else cpu")
+    run.add_argument("--output", help="run folder (default runs/PROFILE)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run (training or evaluation)")
+    run.add_argument("--overwrite", action="store_true", help="replace a run already in the output folder")
+    run.add_argument("--generate-limit", type=int, default=500,
+                     help="seeded test sample for the card's generate method (0: skip)")
+    run.add_argument("--eval-limit", type=int, help="score a seeded sample instead of the whole split")
+    _add_fields(run, TrainConfig, TRAIN_SKIP)
+
+    evaluate = commands.add_parser("evaluate", help="predict a split and write metrics, predictions and plots")
+    who = evaluate.add_mutually_exclusive_group(required=True)
+    who.add_argument("--adapter", help="a trained run folder")
+    who.add_argument("--model", help="a base model alone: preset, local folder or Hub id")
+    evaluate.add_argument("--profile", choices=["smoke", "cpu", "gpu"])
+    evaluate.add_argument("--output", required=True, help="folder for predictions.csv, metrics.json, PNGs")
+    evaluate.add_argument("--quantize", default="nf4", help="base model weights: nf4 (default) or none")
+    evaluate.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
+    _add_fields(evaluate, EvalConfig, set())
+
+    predict = commands.add_parser("predict", help="classify messages given as arguments, in a file, or on stdin")
+    predict.add_argument("texts", nargs="*", help="messages (none: read lines from --file or stdin)")
+    predict.add_argument("--adapter", required=True, help="a trained run folder")
+    predict.add_argument("--file", help="a text file, one message per line")
+    predict.add_argument("--json", action="store_true", help="print one JSON object per message")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "datasets", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return COMMANDS[args.command](args)
+    except HwlibError as error:
+        print(f"hwlib: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _train(args) -> int:
+    from .train import train
+
+    config = train_config(args.profile, output_dir=args.output, **_overrides(args, TrainConfig, TRAIN_SKIP))
+    print(f"adapter saved in {train(config, resume=args.resume, overwrite=args.overwrite)}")
+    return 0
+
+
+def _run(args) -> int:
+    from .pipeline import run
+
+    config = train_config(args.profile, output_dir=args.output, **_overrides(args, TrainConfig, TRAIN_SKIP))
+    evaluation = eval_config(config.profile, limit=args.eval_limit)
+    run(config, evaluation, args.generate_limit or None, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate
+    from .models import adapter_base_model, load_adapter, load_model
+
+    config = eval_config(args.profile, **_overrides(args, EvalConfig))
+    if args.adapter:
+        model, tokenizer = load_adapter(args.adapter)
+        name = adapter_base_model(args.adapter)
+    else:
+        quantize = None if str(args.quantize).lower() == "none" else args.quantize
+        model, tokenizer = load_model(args.model, quantize)
+        name = args.model
+    metrics = evaluate(model, tokenizer, config, args.output, name, args.adapter, args.data_dir)
+    keys = ("macro_f1", "macro_recall", "accuracy", "invalid_rate", "rows", "method", "tweets_per_s")
+    print(json.dumps({k: metrics[k] for k in keys}, indent=2))
+    return 0
+
+
+def _predict(args) -> int:
+    from .evaluate import EvalError, predict
+    from .models import load_adapter
+
+    texts = list(args.texts)
+    if args.file:
+        with open(args.file, encoding="utf-8") as handle:
+            texts += [line.rstrip("\n") for line in handle if line.strip()]
+    elif not texts and not sys.stdin.isatty():
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise EvalError("no messages: pass them as arguments, with --file, or on stdin")
+    model, tokenizer = load_adapter(args.adapter)
+    table = predict(model, tokenizer, texts, "score", progress=False)
+    for record in table.to_dict(orient="records"):
+        if args.json:
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            probs = "  ".join(f"{k[2:]} {v:.3f}" for k, v in record.items() if k.startswith("p_"))
+            print(f"{record['predicted']:<8}  {probs}  {record['text']}")
+    return 0
+
+
+COMMANDS = {"train": _train, "run": _run, "evaluate": _evaluate, "predict": _predict}
+
+if __name__ == "__main__":
+    sys.exit(main())

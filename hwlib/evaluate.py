@@ -1,0 +1,252 @@
+"""Predictions and reports: the card's `generate` + regex, and constrained label scoring (`score`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import EvalConfig, HwlibError
+from .data import ID2LABEL, LABELS, load_split, sample_indices
+from .files import atomic_path, read_json, write_json
+from .metrics import compute_metrics, save_confusion_png
+from .postprocess import postprocess_sentiment
+from .prompts import answer, build_example, ensure_chat_template, render_prompt, supports_system_role
+
+log = logging.getLogger(__name__)
+
+METHODS = ("score", "generate")
+PREDICTIONS = "predictions.csv"
+METRICS = "metrics.json"
+EXAMPLES = "examples.json"
+CONFUSION = {False: "confusion_counts.png", True: "confusion_normalised.png"}
+
+
+class EvalError(HwlibError, ValueError):
+    """Bad evaluation input: the message names it and the fix."""
+
+
+@dataclass
+class Encoded:
+    """One message ready for scoring: the tokens before the label and each label's own tokens."""
+
+    context: list[int]
+    candidates: tuple[list[int], ...]
+
+
+def _check_texts(texts) -> list[str]:
+    texts = list(texts)
+    if not texts:
+        raise EvalError("no texts to classify: pass at least one message")
+    return texts
+
+
+def encode_for_scoring(tokenizer, texts: list[str]) -> list[Encoded]:
+    """Tokenize each message's three full transcripts; where they diverge is where the label starts.
+
+    This reproduces training's tokenization exactly (the whole conversation through the chat template), so a
+    label that splits into several tokens, or merges with its neighbours, is still scored correctly.
+    """
+    ensure_chat_template(tokenizer)
+    system_role = supports_system_role(tokenizer)
+    encoded = []
+    for text in texts:
+        example = build_example(text, LABELS[0], system_role)
+        ids = []
+        for label in LABELS:
+            example["completion"][0]["content"] = answer(label)
+            rendered = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
+            ids.append(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+        start = _common_prefix(ids)
+        tails = [seq[start:] for seq in ids]
+        end = _common_prefix([tail[::-1] for tail in tails])
+        encoded.append(Encoded(ids[0][:start], tuple(tail[: len(tail) - end] for tail in tails)))
+    return encoded
+
+
+def _common_prefix(sequences: list[list[int]]) -> int:
+    length = min(len(s) for s in sequences)
+    for i in range(length):
+        if any(s[i] != sequences[0][i] for s in sequences[1:]):
+            return i
+    return length
+
+
+def shared_prefix_length(encoded: list[Encoded]) -> int:
+    """Tokens every context starts with (the system prompt and chat markup), keeping ≥ 1 token per message."""
+    contexts = [e.context for e in encoded]
+    return min(_common_prefix(contexts), min(len(c) for c in contexts) - 1)
+
+
+def _batches(order: list[int], size: int):
+    for start in range(0, len(order), size):
+        yield order[start : start + size]
+
+
+@torch.inference_mode()
+def score(model, tokenizer, texts, batch_size: int = 32, prefix_cache: bool = True, sort_by_length: bool = True,
+          progress: bool = True) -> tuple[list[str], np.ndarray]:
+    """Label and label probabilities per message from one forward pass over prompt + answer prefix.
+
+    The three answers differ only in the label, so the model is run up to `...message as` and the label's
+    log-probability is read from the last position (multi-token labels: from their last positions).
+    Speed-ups: the system prompt's KV cache is computed once and shared (`prefix_cache`); messages of similar
+    length are batched together (`sort_by_length`); only the needed positions' logits are computed.
+    """
+    texts = _check_texts(texts)
+    encoded = encode_for_scoring(tokenizer, texts)
+    prefix = shared_prefix_length(encoded) if prefix_cache else 0
+    device = next(model.parameters()).device
+    cache = _prefix_cache(model, encoded[0].context[:prefix], device) if prefix else None
+    order = list(range(len(texts)))
+    if sort_by_length:
+        order.sort(key=lambda i: len(encoded[i].context))
+    log_probs = np.zeros((len(texts), len(LABELS)), dtype=np.float64)
+    bar = tqdm(total=len(texts), desc="score", unit="tweet", disable=not progress, mininterval=2)
+    for batch in _batches(order, batch_size):
+        log_probs[batch] = _score_batch(model, [encoded[i] for i in batch], prefix, cache, device, tokenizer)
+        bar.update(len(batch))
+    bar.close()
+    probs = np.exp(log_probs - log_probs.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    return [ID2LABEL[i] for i in probs.argmax(axis=1)], probs
+
+
+def _prefix_cache(model, prefix_ids: list[int], device):
+    out = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True)
+    return [(layer[0], layer[1]) for layer in out.cache]
+
+
+def _score_batch(model, batch: list[Encoded], prefix: int, cache, device, tokenizer) -> np.ndarray:
+    """Summed log-probabilities of each label's tokens for a batch of messages."""
+    from transformers import DynamicCache
+
+    longest = max(len(c) for e in batch for c in e.candidates)
+    if longest == 1:  # the usual case: one row per message, the label read at its last position
+        rows = [e.context[prefix:] for e in batch]
+    else:  # one row per message and label, the label's leading tokens appended
+        rows = [e.context[prefix:] + c[:-1] for e in batch for c in e.candidates]
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    kwargs = {}
+    if cache is not None:
+        # Left padding sits between the cached prefix and each row, so positions continue from the prefix.
+        kwargs["position_ids"] = prefix + (mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([mask.new_ones(len(rows), prefix), mask], dim=1)
+        kwargs["cache"] = DynamicCache([(k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1))
+                                        for k, v in cache])
+        kwargs["use_cache"] = True
+    logits = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=longest, **kwargs).logits
+    token_log_probs = torch.log_softmax(logits.float(), dim=-1)
+    scores = np.zeros((len(batch), len(LABELS)))
+    for i, item in enumerate(batch):
+        for j, candidate in enumerate(item.candidates):
+            row = i if longest == 1 else i * len(LABELS) + j
+            positions = range(longest - len(candidate), longest)
+            scores[i, j] = sum(token_log_probs[row, p, t].item() for p, t in zip(positions, candidate))
+    return scores
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, texts, batch_size: int = 16, max_new_tokens: int = 16,
+             progress: bool = True) -> tuple[list[str], list[str]]:
+    """The card's method: batched greedy decoding, then `postprocess_sentiment`; labels ("" if none) and raw text."""
+    texts = _check_texts(texts)
+    device = next(model.parameters()).device
+    tokenizer.padding_side = "left"
+    raw: list[str] = []
+    bar = tqdm(total=len(texts), desc="generate", unit="tweet", disable=not progress, mininterval=2)
+    for batch in _batches(list(range(len(texts))), batch_size):
+        prompts = [render_prompt(tokenizer, texts[i]) for i in batch]
+        enc = tokenizer(prompts, padding=True, return_tensors="pt", add_special_tokens=False).to(device)
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        raw += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        bar.update(len(batch))
+    bar.close()
+    return [postprocess_sentiment(r) for r in raw], raw
+
+
+def predict(model, tokenizer, texts, method: str = "score", batch_size: int = 32, max_new_tokens: int = 16,
+            progress: bool = True) -> pd.DataFrame:
+    """A table of predictions: `predicted`, plus label probabilities (`score`) or raw output (`generate`)."""
+    if method == "score":
+        labels, probs = score(model, tokenizer, texts, batch_size=batch_size, progress=progress)
+        table = pd.DataFrame({"text": list(texts), "predicted": labels})
+        for j, name in enumerate(LABELS):
+            table[f"p_{name}"] = probs[:, j].round(6)
+        return table
+    if method == "generate":
+        labels, raw = generate(model, tokenizer, texts, batch_size, max_new_tokens, progress=progress)
+        return pd.DataFrame({"text": list(texts), "predicted": labels, "raw_output": raw})
+    raise EvalError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+
+
+def evaluation_rows(config: EvalConfig, data_dir=None) -> pd.DataFrame:
+    """The split's rows to evaluate: all of them, or a seeded stratified sample of `limit`."""
+    if config.limit is not None and config.limit <= 0:
+        raise EvalError(f"--limit must be a positive number of rows (got {config.limit}); leave it out for all rows")
+    split = load_split(config.split, data_dir)
+    frame = pd.DataFrame({"text": split["text"], "gold": [ID2LABEL[y] for y in split["label"]]})
+    frame.insert(0, "row", range(len(frame)))
+    if config.limit is not None and config.limit < len(frame):
+        frame = frame.iloc[sample_indices(split["label"], config.limit, "stratified", config.seed)]
+    return frame.reset_index(drop=True)
+
+
+def evaluate(model, tokenizer, config: EvalConfig, output_dir: str | Path, model_name: str,
+             adapter: str | None = None, data_dir=None, progress: bool = True) -> dict:
+    """Predict a split, then write predictions.csv, metrics.json, examples.json and confusion PNGs."""
+    output = Path(output_dir)
+    rows = evaluation_rows(config, data_dir)
+    start = time.perf_counter()
+    table = predict(model, tokenizer, rows["text"].tolist(), config.method, config.batch_size,
+                    config.max_new_tokens, progress)
+    wall_time = time.perf_counter() - start
+    table.insert(0, "row", rows["row"])
+    table.insert(2, "gold", rows["gold"])
+    with atomic_path(output / PREDICTIONS) as tmp:
+        table.to_csv(tmp, index=False)
+    metrics = compute_metrics(table["gold"].tolist(), table["predicted"].fillna("").tolist())
+    metrics.update(method=config.method, split=config.split, limit=config.limit, model=model_name, adapter=adapter,
+                   wall_time_s=round(wall_time, 2), tweets_per_s=round(len(table) / wall_time, 3))
+    write_json(output / EXAMPLES, examples(table, config.examples_per_class, config.seed))
+    for normalised in (False, True):
+        save_confusion_png({_title(metrics): metrics}, output / CONFUSION[normalised], normalised)
+    write_json(output / METRICS, metrics)
+    return metrics
+
+
+def _title(metrics: dict) -> str:
+    who = "fine-tuned" if metrics.get("adapter") else "base (zero-shot)"
+    return f"{who}, {metrics['method']}, {metrics['split']} ({metrics['rows']:,})"
+
+
+def examples(table: pd.DataFrame, per_class: int, seed: int) -> list[dict]:
+    """A fixed, seeded sample of rows per gold class, in the card's style (message, correct label, output)."""
+    picked = []
+    for label in LABELS:
+        rows = table[table["gold"] == label]
+        picked.append(rows.sample(n=min(per_class, len(rows)), random_state=seed))
+    columns = [c for c in ("text", "gold", "predicted", "raw_output") if c in table]
+    columns += [c for c in table.columns if c.startswith("p_")]
+    return pd.concat(picked)[columns].fillna("").to_dict(orient="records")
+
+
+def read_metrics(folder: str | Path) -> dict:
+    path = Path(folder) / METRICS
+    if not path.is_file():
+        raise EvalError(f"{path} not found: run `python -m hwlib evaluate ... --output {folder}` first")
+    return read_json(path)
+
+
+def compare_png(folders: dict[str, str | Path], path: str | Path, normalised: bool = True) -> Path:
+    """Confusion matrices of several evaluations side by side (e.g. before vs after fine-tuning)."""
+    return save_confusion_png({title: read_metrics(f) for title, f in folders.items()}, path, normalised)

@@ -1,0 +1,69 @@
+"""The main job: train, evaluate before and after, write the model card, print a summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from .card import metrics_table, write_card
+from .config import EvalConfig, TrainConfig
+from .evaluate import METRICS, compare_png, evaluate, read_metrics
+from .files import write_json
+from .models import load_adapter
+from .train import RUN_CONFIG, train
+
+log = logging.getLogger(__name__)
+
+SUMMARY = "summary.json"
+COMPARISON_PNG = "confusion_before_after.png"
+
+
+def eval_folder(run_dir: Path, who: str, config: EvalConfig) -> Path:
+    limit = "all" if config.limit is None else str(config.limit)
+    return run_dir / "eval" / f"{who}-{config.method}-{config.split}-{limit}"
+
+
+def run(train_config: TrainConfig, eval_config: EvalConfig, generate_limit: int | None = 500,
+        resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    """Train (or reuse a finished training in the output folder), evaluate, write the card; returns the summary."""
+    start = time.perf_counter()
+    run_dir = Path(train_config.output_dir)
+    if not (resume and (run_dir / RUN_CONFIG).is_file()):
+        train(train_config, resume=resume, overwrite=overwrite)
+    model, tokenizer = load_adapter(run_dir)
+    plans = {"fine-tuned": ("adapter", dataclasses.replace(eval_config, method="score"))}
+    plans["base (zero-shot)"] = ("base", plans["fine-tuned"][1])
+    if generate_limit:
+        card_method = dataclasses.replace(eval_config, method="generate", limit=generate_limit)
+        plans["fine-tuned, card's method"] = ("adapter", card_method)
+        plans["base, card's method"] = ("base", card_method)
+    folders = {}
+    for title, (who, config) in plans.items():
+        folder = eval_folder(run_dir, who, config)
+        folders[title] = folder
+        if (folder / METRICS).is_file():  # computed by an earlier, interrupted run: keep it
+            continue
+        adapter = str(run_dir) if who == "adapter" else None
+        if who == "base":
+            with model.disable_adapter():
+                evaluate(model, tokenizer, config, folder, train_config.model, None, train_config.data_dir, progress)
+        else:
+            evaluate(model, tokenizer, config, folder, train_config.model, adapter, train_config.data_dir, progress)
+    compare_png({"base (zero-shot)": folders["base (zero-shot)"], "fine-tuned": folders["fine-tuned"]},
+                run_dir / COMPARISON_PNG)
+    examples_from = folders.get("fine-tuned, card's method", folders["fine-tuned"])
+    write_card(run_dir, folders, "fine-tuned", examples_from, COMPARISON_PNG)
+    summary = {
+        "run_dir": str(run_dir),
+        "table": {title: {k: read_metrics(f)[k] for k in ("macro_f1", "macro_recall", "accuracy", "invalid_rate",
+                                                          "rows", "method", "tweets_per_s")}
+                  for title, f in folders.items()},
+        "folders": {title: str(f) for title, f in folders.items()},
+        "wall_time_s": round(time.perf_counter() - start, 1),
+    }
+    write_json(run_dir / SUMMARY, summary)
+    print(metrics_table(folders))
+    print(f"\nrun folder: {run_dir}  (model card: {run_dir / 'README.md'}); wall time {summary['wall_time_s'] / 60:.1f} min")
+    return summary
