@@ -69,7 +69,7 @@ PROFILES: dict[str, dict] = {
     "smoke": dict(model="tiny-random", train_size=48, sampling="balanced", batch_size=12, max_steps=4,
                   logging_steps=1, save_steps=2, max_length=512, lora_r=4, lora_alpha=8),
     # The card's recipe on this CPU's budget: SmolLM2-135M, a class-balanced subset of train.
-    "cpu": dict(model="smollm2-135m", train_size=3600, sampling="balanced", logging_steps=5, save_steps=50),
+    "cpu": dict(model="smollm2-135m", train_size=1800, sampling="balanced", logging_steps=5, save_steps=50),
     # The card's recipe as published: TinyLlama-1.1B on the whole train split.
     "gpu": dict(model="tinyllama-1.1b", train_size=None, sampling="stratified", logging_steps=25, save_steps=500),
 }

@@ -16,6 +16,7 @@ import os
 M_TRIM_THRESHOLD = -1
 M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
+M_MMAP_MAX = -4
 MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's upper bound on 64-bit
 TRIM_THRESHOLD = 1024 * 1024 * 1024
 TOP_PAD = 64 * 1024 * 1024
@@ -41,6 +42,7 @@ def tune_malloc() -> bool:
         mallopt(option, value)
         for option, value in (
             (M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX), (M_TRIM_THRESHOLD, TRIM_THRESHOLD), (M_TOP_PAD, TOP_PAD),
+            (M_MMAP_MAX, 0),
         )
     )
     return malloc_tuned
