@@ -59,8 +59,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="run folder (default runs/PROFILE)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run (training or evaluation)")
     run.add_argument("--overwrite", action="store_true", help="replace a run already in the output folder")
-    run.add_argument("--generate-limit", type=int, default=500,
-                     help="seeded test sample for the card's generate method (0: skip)")
+    run.add_argument("--generate-limit", type=int, help="seeded sample for the card's generate method (0: skip)")
     run.add_argument("--eval-limit", type=int, help="score a seeded sample instead of the whole split")
     _add_fields(run, TrainConfig, TRAIN_SKIP)
 
@@ -106,8 +105,8 @@ def _run(args) -> int:
     from .pipeline import run
 
     config = train_config(args.profile, output_dir=args.output, **_overrides(args, TrainConfig, TRAIN_SKIP))
-    evaluation = eval_config(config.profile, limit=args.eval_limit)
-    run(config, evaluation, args.generate_limit or None, resume=args.resume, overwrite=args.overwrite)
+    evaluation = eval_config(config.profile, limit=args.eval_limit, generate_limit=args.generate_limit)
+    run(config, evaluation, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 

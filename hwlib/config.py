@@ -62,6 +62,7 @@ class EvalConfig:
     max_new_tokens: int = 16
     seed: int = 42
     examples_per_class: int = 2
+    generate_limit: int | None = 500  # seeded sample for the card's (slower) generate method; 0/None skips it
 
 
 PROFILES: dict[str, dict] = {
@@ -74,7 +75,7 @@ PROFILES: dict[str, dict] = {
     "gpu": dict(model="tinyllama-1.1b", train_size=None, sampling="stratified", logging_steps=25, save_steps=500),
 }
 EVAL_PROFILES: dict[str, dict] = {
-    "smoke": dict(limit=24, batch_size=8, examples_per_class=1),
+    "smoke": dict(limit=24, batch_size=8, examples_per_class=1, generate_limit=24),
     "cpu": dict(),
     "gpu": dict(batch_size=128),
 }
@@ -106,6 +107,8 @@ def train_config(profile: str | None = None, **overrides) -> TrainConfig:
     _check_profile(profile)
     config = _apply(TrainConfig(profile=profile, output_dir=f"runs/{profile}"), PROFILES[profile])
     config = _apply(config, {k: v for k, v in overrides.items() if v is not None})
+    if isinstance(config.quantize, str) and config.quantize.lower() in ("", "none"):
+        config.quantize = None
     if isinstance(config.target_modules, str):
         config.target_modules = tuple(m.strip() for m in config.target_modules.split(",") if m.strip())
     return config

@@ -119,7 +119,7 @@ def _validate(frame: pd.DataFrame, source: Path) -> None:
     if len(bad):
         raise DataError(
             f"{source}: {len(bad)} labels outside 0..{len(LABELS) - 1} "
-            f"(first at row {bad[0]}: {frame['label'].iloc[bad[0]]!r})"
+            f"(first at row {bad[0]}: {frame['label'].iloc[bad[0]]})"
         )
     frame["label"] = labels.astype("int64")
     frame["text"] = frame["text"].fillna("").astype(str)
@@ -182,3 +182,42 @@ def class_counts(dataset: Dataset) -> dict[str, int]:
     """Rows per class name, in label order."""
     counts = np.bincount(np.asarray(dataset["label"]), minlength=len(LABELS))
     return {ID2LABEL[i]: int(n) for i, n in enumerate(counts)}
+
+
+def split_summary(splits: DatasetDict) -> pd.DataFrame:
+    """Rows and class shares per split."""
+    rows = []
+    for name, split in splits.items():
+        counts = class_counts(split)
+        rows.append({"split": name, "rows": split.num_rows,
+                     **{label: round(n / split.num_rows, 3) for label, n in counts.items()}})
+    return pd.DataFrame(rows).set_index("split")
+
+
+def plot_class_balance(splits: DatasetDict, ax=None):
+    """Seaborn bar plot of class counts per split."""
+    import seaborn as sns
+
+    frame = pd.DataFrame([{"split": name, "label": ID2LABEL[y]} for name, split in splits.items()
+                          for y in split["label"]])
+    ax = sns.countplot(data=frame, x="split", hue="label", hue_order=LABELS, ax=ax)
+    ax.set_title("class balance per split")
+    return ax
+
+
+def duplicate_report(splits: DatasetDict) -> pd.DataFrame:
+    """Repeated texts within each split, and texts shared between splits (exact match after stripping)."""
+    texts = {name: [t.strip() for t in split["text"]] for name, split in splits.items()}
+    rows = [{"what": f"repeated within {name}", "texts": len(items) - len(set(items))} for name, items in texts.items()]
+    names = list(texts)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            rows.append({"what": f"shared by {a} and {b}", "texts": len(set(texts[a]) & set(texts[b]))})
+    return pd.DataFrame(rows).set_index("what")
+
+
+def examples_per_class(dataset: Dataset, per_class: int = 3, seed: int = 42) -> pd.DataFrame:
+    """A seeded handful of messages of each class."""
+    frame = dataset.to_pandas()
+    frame["label"] = frame["label"].map(ID2LABEL)
+    return frame.groupby("label", group_keys=False).sample(n=per_class, random_state=seed)[["label", "text"]]

@@ -250,3 +250,19 @@ def read_metrics(folder: str | Path) -> dict:
 def compare_png(folders: dict[str, str | Path], path: str | Path, normalised: bool = True) -> Path:
     """Confusion matrices of several evaluations side by side (e.g. before vs after fine-tuning)."""
     return save_confusion_png({title: read_metrics(f) for title, f in folders.items()}, path, normalised)
+
+
+def method_agreement(generate_folder: str | Path, score_folder: str | Path) -> pd.DataFrame:
+    """`generate` vs `score` on the rows both evaluated: macro-F1, invalid rate, speed, and how often they agree."""
+    generated = pd.read_csv(Path(generate_folder) / PREDICTIONS, keep_default_na=False)
+    scored = pd.read_csv(Path(score_folder) / PREDICTIONS, keep_default_na=False)
+    both = generated.merge(scored[["row", "predicted"]], on="row", suffixes=("_generate", "_score"))
+    rows = {}
+    for method, folder in (("generate", generate_folder), ("score", score_folder)):
+        m = compute_metrics(both["gold"].tolist(), both[f"predicted_{method}"].tolist())
+        rows[method] = {"tweets": len(both), "macro_f1": round(m["macro_f1"], 4),
+                        "invalid_rate": round(m["invalid_rate"], 4),
+                        "tweets_per_s": read_metrics(folder)["tweets_per_s"]}
+    table = pd.DataFrame(rows).T
+    table["agreement"] = round(float((both["predicted_generate"] == both["predicted_score"]).mean()), 4)
+    return table

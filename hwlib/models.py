@@ -293,3 +293,4 @@ def adapter_quantization(folder: str | Path) -> str | None:
 def load_adapter(folder: str | Path, trainable: bool = False):
     """A trained adapter on its base model, loaded the way it was trained."""
     return load_model(adapter_base_model(folder), adapter_quantization(folder), adapter=folder, trainable=trainable)
+

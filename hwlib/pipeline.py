@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -12,7 +13,7 @@ from .config import EvalConfig, TrainConfig
 from .evaluate import METRICS, compare_png, evaluate, read_metrics
 from .files import write_json
 from .models import load_adapter
-from .train import RUN_CONFIG, train
+from .train import RUN_CONFIG, read_run, train
 
 log = logging.getLogger(__name__)
 
@@ -25,36 +26,46 @@ def eval_folder(run_dir: Path, who: str, config: EvalConfig) -> Path:
     return run_dir / "eval" / f"{who}-{config.method}-{config.split}-{limit}"
 
 
-def run(train_config: TrainConfig, eval_config: EvalConfig, generate_limit: int | None = 500,
-        resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | None = None,
+                 progress: bool = True) -> dict[str, Path]:
+    """Evaluate a trained run before and after fine-tuning; evaluations already in the folder are kept.
+
+    Returns the evaluation folders by title: `score` on the configured split for the base model and the
+    adapter, and (with `eval_config.generate_limit`) the card's `generate` method on a seeded sample of that size.
+    """
+    run_dir = Path(run_dir)
+    model_name = read_run(run_dir)["config"]["model"]
+    score_config = dataclasses.replace(eval_config, method="score")
+    plans = {"fine-tuned": ("adapter", score_config), "base (zero-shot)": ("base", score_config)}
+    if eval_config.generate_limit:
+        card_method = dataclasses.replace(eval_config, method="generate", limit=eval_config.generate_limit)
+        plans["fine-tuned, card's method"] = ("adapter", card_method)
+        plans["base, card's method"] = ("base", card_method)
+    folders = {title: eval_folder(run_dir, who, config) for title, (who, config) in plans.items()}
+    model = tokenizer = None
+    for title, (who, config) in plans.items():
+        if (folders[title] / METRICS).is_file():  # computed earlier (an interrupted run, or the CLI): keep it
+            continue
+        if model is None:
+            model, tokenizer = load_adapter(run_dir)
+        adapter = str(run_dir) if who == "adapter" else None
+        with model.disable_adapter() if who == "base" else contextlib.nullcontext():
+            evaluate(model, tokenizer, config, folders[title], model_name, adapter, data_dir, progress)
+    compare_png({"base (zero-shot)": folders["base (zero-shot)"], "fine-tuned": folders["fine-tuned"]},
+                run_dir / COMPARISON_PNG)
+    examples_from = folders.get("fine-tuned, card's method", folders["fine-tuned"])
+    write_card(run_dir, folders, "fine-tuned", examples_from, COMPARISON_PNG)
+    return folders
+
+
+def run(train_config: TrainConfig, eval_config: EvalConfig, resume: bool = False, overwrite: bool = False,
+        progress: bool = True) -> dict:
     """Train (or reuse a finished training in the output folder), evaluate, write the card; returns the summary."""
     start = time.perf_counter()
     run_dir = Path(train_config.output_dir)
     if not (resume and (run_dir / RUN_CONFIG).is_file()):
         train(train_config, resume=resume, overwrite=overwrite)
-    model, tokenizer = load_adapter(run_dir)
-    plans = {"fine-tuned": ("adapter", dataclasses.replace(eval_config, method="score"))}
-    plans["base (zero-shot)"] = ("base", plans["fine-tuned"][1])
-    if generate_limit:
-        card_method = dataclasses.replace(eval_config, method="generate", limit=generate_limit)
-        plans["fine-tuned, card's method"] = ("adapter", card_method)
-        plans["base, card's method"] = ("base", card_method)
-    folders = {}
-    for title, (who, config) in plans.items():
-        folder = eval_folder(run_dir, who, config)
-        folders[title] = folder
-        if (folder / METRICS).is_file():  # computed by an earlier, interrupted run: keep it
-            continue
-        adapter = str(run_dir) if who == "adapter" else None
-        if who == "base":
-            with model.disable_adapter():
-                evaluate(model, tokenizer, config, folder, train_config.model, None, train_config.data_dir, progress)
-        else:
-            evaluate(model, tokenizer, config, folder, train_config.model, adapter, train_config.data_dir, progress)
-    compare_png({"base (zero-shot)": folders["base (zero-shot)"], "fine-tuned": folders["fine-tuned"]},
-                run_dir / COMPARISON_PNG)
-    examples_from = folders.get("fine-tuned, card's method", folders["fine-tuned"])
-    write_card(run_dir, folders, "fine-tuned", examples_from, COMPARISON_PNG)
+    folders = evaluate_run(run_dir, eval_config, train_config.data_dir, progress)
     summary = {
         "run_dir": str(run_dir),
         "table": {title: {k: read_metrics(f)[k] for k in ("macro_f1", "macro_recall", "accuracy", "invalid_rate",

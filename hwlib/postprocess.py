@@ -18,3 +18,10 @@ def postprocess_sentiment(output_text: str) -> str:
     reply = output_text.rpartition(ASSISTANT_MARKER)[2]
     match = _LABEL_WORD.search(reply)
     return match.group(1).lower() if match else ""
+
+
+def card_postprocess_sentiment(output_text: str) -> str:
+    """The model card's original code, kept only to show its bug: it reads the text *before* "assistant"."""
+    text = output_text.split(ASSISTANT_MARKER, 1)[0]
+    match = _LABEL_WORD.search(text)
+    return match.group(1).lower() if match else ""

@@ -82,3 +82,23 @@ def render_transcript(tokenizer, text: str, label: str) -> str:
     ensure_chat_template(tokenizer)
     example = build_example(text, label, supports_system_role(tokenizer))
     return tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
+
+
+# The Zephyr-style layout of TinyLlama-1.1B-Chat's template, written out so it renders offline.
+ZEPHYR_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+def token_counts(tokenizer, text: str, label: str) -> dict[str, int]:
+    """Tokens spent on each part of one training conversation."""
+    def count(part: str) -> int:
+        return len(tokenizer(part, add_special_tokens=False)["input_ids"])
+
+    whole = count(render_transcript(tokenizer, text, label))
+    parts = {"system prompt": count(SYSTEM_PROMPT), "user turn": count(USER_TEMPLATE.format(text=text)),
+             "answer": count(answer(label))}
+    return {**parts, "chat markup": whole - sum(parts.values()), "total": whole}

@@ -115,7 +115,8 @@ def prepare_output(output_dir: str | Path, resume: bool, overwrite: bool) -> Pat
     output = Path(output_dir)
     if resume and overwrite:
         raise ConfigError("choose resume or overwrite, not both")
-    if output.exists() and any(output.iterdir()):
+    checkpoints = sorted((output / CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if (output / RUN_CONFIG).is_file() or checkpoints:
         if overwrite:
             shutil.rmtree(output)
         elif not resume:
@@ -127,7 +128,6 @@ def prepare_output(output_dir: str | Path, resume: bool, overwrite: bool) -> Pat
         return None
     if (output / RUN_CONFIG).is_file():
         raise RunExistsError(f"{output} holds a finished run: nothing to resume (use --overwrite to train again)")
-    checkpoints = sorted((output / CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     if not checkpoints:
         raise ConfigError(f"nothing to resume in {output}: no {CHECKPOINTS}/checkpoint-* folder")
     return checkpoints[-1]
@@ -149,8 +149,19 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
         log.warning("training stopped at step %d of %d; resume with --resume", trainer.state.global_step,
                     trainer.state.max_steps)
         return output
-    save_run(trainer, config, dataset, result.metrics, wall_time)
+    if trainer.is_world_process_zero():  # with `accelerate launch`, one process writes the run folder
+        save_run(trainer, config, dataset, result.metrics, wall_time)
+    trainer.accelerator.wait_for_everyone()
     return output
+
+
+def train_or_load(config: TrainConfig) -> Path:
+    """The run folder of a finished training: reused if already there, resumed if interrupted, else trained."""
+    output = Path(config.output_dir)
+    if (output / RUN_CONFIG).is_file():
+        log.info("%s already holds a finished run: reusing it (train(..., overwrite=True) trains again)", output)
+        return output
+    return train(config, resume=any((output / CHECKPOINTS).glob("checkpoint-*")))
 
 
 def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall_time: float) -> None:
@@ -216,9 +227,11 @@ def plot_loss(history: list[dict], ax=None):
 
 def hardware() -> dict:
     import torch
+    from accelerate import PartialState
 
     info = {"device": device(), "compute_dtype": str(compute_dtype()).removeprefix("torch."),
-            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "processes": PartialState().num_processes}
     if device() == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info

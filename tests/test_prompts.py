@@ -1,0 +1,61 @@
+import pytest
+
+from hwlib.prompts import (ANSWER_PREFIX, CHATML_TEMPLATE, SYSTEM_PROMPT, answer, build_example, build_messages,
+                           render_prompt, render_transcript, supports_system_role)
+
+CARD_SYSTEM_PROMPT = (
+    "You are a helpful assistant that classifies the sentiment of a message. Classify the sentiment of the given "
+    "message as exactly one word: 'negative', 'neutral', or 'positive'. Be brief, respond with exactly one word."
+)
+
+
+def test_card_prompt_verbatim():
+    assert SYSTEM_PROMPT == CARD_SYSTEM_PROMPT
+    assert answer("neutral") == "Classifying the sentiment of the message as neutral."
+    assert answer("neutral").startswith(ANSWER_PREFIX)
+
+
+def test_messages_and_example():
+    assert build_messages("hi") == [{"role": "system", "content": SYSTEM_PROMPT},
+                                    {"role": "user", "content": 'Message: "hi"'}]
+    example = build_example("hi", "positive")
+    assert example["prompt"] == build_messages("hi")
+    assert example["completion"] == [{"role": "assistant",
+                                      "content": "Classifying the sentiment of the message as positive."}]
+
+
+def test_merged_system_turn():
+    assert build_messages("hi", system_role=False) == [
+        {"role": "user", "content": f'{SYSTEM_PROMPT}\n\nMessage: "hi"'}]
+
+
+def test_render_chatml(tiny):
+    _, tokenizer = tiny
+    assert render_prompt(tokenizer, "hi") == (
+        f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\nMessage: \"hi\"<|im_end|>\n"
+        "<|im_start|>assistant\n")
+    assert render_transcript(tokenizer, "hi", "neutral").endswith(
+        "<|im_start|>assistant\nClassifying the sentiment of the message as neutral.<|im_end|>\n")
+
+
+@pytest.fixture
+def bare_tokenizer(tiny):
+    from copy import deepcopy
+
+    return deepcopy(tiny[1])
+
+
+def test_no_chat_template_falls_back_to_chatml(bare_tokenizer):
+    bare_tokenizer.chat_template = None
+    rendered = render_prompt(bare_tokenizer, "hi")
+    assert bare_tokenizer.chat_template == CHATML_TEMPLATE
+    assert rendered.startswith("<|im_start|>system\n") and rendered.endswith("<|im_start|>assistant\n")
+
+
+def test_template_without_system_role_merges_it(bare_tokenizer):
+    bare_tokenizer.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+        "{% endif %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant] "
+        "{% endif %}")
+    assert not supports_system_role(bare_tokenizer)
+    assert render_prompt(bare_tokenizer, "hi") == f'[user] {SYSTEM_PROMPT}\n\nMessage: "hi"\n[assistant] '

@@ -1,0 +1,155 @@
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from hwlib.config import train_config
+from hwlib.data import load_split
+from hwlib.evaluate import generate
+from hwlib.models import load_adapter, load_model
+from hwlib.prompts import answer, render_prompt
+from hwlib.train import RunExistsError, build_trainer, read_run, train, trainable_parameters
+
+
+@pytest.fixture
+def smoke_config(tmp_path, data_dir):
+    return train_config("smoke", output_dir=str(tmp_path / "run"), data_dir=str(data_dir))
+
+
+@pytest.fixture
+def trainer(smoke_config):
+    return build_trainer(smoke_config)
+
+
+def test_only_lora_on_k_and_v_is_trainable(trainer, smoke_config):
+    model = trainer.model
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(re.search(r"\.(k_proj|v_proj)\.lora_[AB]\.", name) for name in trainable)
+    r = smoke_config.lora_r
+    expected = 0
+    for layer in model.base_model.model.model.layers:
+        for module in (layer.self_attn.k_proj, layer.self_attn.v_proj):
+            expected += r * (module.in_features + module.out_features)
+    assert trainable_parameters(model)["trainable"] == expected
+
+
+def test_labels_cover_answer_and_end_of_turn_only(trainer):
+    tokenizer = trainer.processing_class
+    rows = [trainer.train_dataset[i] for i in range(3)]
+    batch = trainer.data_collator(rows)
+    for i, row in enumerate(rows):
+        text = row["prompt"][1]["content"].removeprefix('Message: "').removesuffix('"')
+        prompt_ids = tokenizer(render_prompt(tokenizer, text), add_special_tokens=False)["input_ids"]
+        labels = batch["labels"][i]
+        real = batch["attention_mask"][i].bool()
+        assert (labels[: len(prompt_ids)] == -100).all()
+        learned = tokenizer.decode(labels[real & (labels != -100)])
+        assert learned == row["completion"][0]["content"] + "<|im_end|>\n"
+        assert learned.startswith(answer("")[:-2])
+
+
+def test_loss_goes_down_on_a_fixed_batch(trainer):
+    model = trainer.model
+    model.train()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(6):
+        loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.05, losses
+
+
+def test_save_and_reload_give_identical_logits(trainer, tmp_path):
+    trainer.train()
+    model = trainer.model.eval()
+    inputs = trainer.processing_class(["<|im_start|>user\nMessage: \"hi\"<|im_end|>\n"], return_tensors="pt")
+    with torch.no_grad():
+        before = model(**inputs).logits
+    model.save_pretrained(tmp_path / "adapter")
+    reloaded, _ = load_model("tiny-random", "nf4", adapter=tmp_path / "adapter")
+    with torch.no_grad():
+        after = reloaded(**inputs).logits
+    assert torch.equal(before, after)
+
+
+def test_finished_run_folder(smoke_run):
+    record = read_run(smoke_run)
+    assert record["steps"] == 4 and record["config"]["profile"] == "smoke"
+    assert record["examples"] == 48 and record["versions"]["trl"]
+    history = json.loads((smoke_run / "loss_history.json").read_text())
+    assert [h["step"] for h in history] == [1, 2, 3, 4]
+    assert (smoke_run / "loss_curve.png").stat().st_size > 5000
+    model, _ = load_adapter(smoke_run)
+    assert model.peft_config["default"].target_modules == {"k_proj", "v_proj"}
+
+
+def test_existing_run_is_refused(smoke_run):
+    config = train_config("smoke", output_dir=str(smoke_run))
+    with pytest.raises(RunExistsError, match="--resume .*--overwrite"):
+        train(config)
+    with pytest.raises(RunExistsError, match="finished run"):
+        train(config, resume=True)
+
+
+class StopAt(TrainerCallback):
+    """Interrupts training after a given step, as a crash would (a checkpoint is saved at that step)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+def test_resume_matches_uninterrupted_run(tmp_path, data_dir):
+    straight = train(train_config("smoke", output_dir=str(tmp_path / "a"), data_dir=str(data_dir)))
+    config = train_config("smoke", output_dir=str(tmp_path / "b"), data_dir=str(data_dir))
+    train(config, callbacks=[StopAt(2)])
+    assert not (tmp_path / "b" / "run_config.json").exists()
+    resumed = train(config, resume=True)
+    a = load_file(straight / "adapter_model.safetensors")
+    b = load_file(resumed / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert read_run(resumed)["steps"] == 4
+
+
+def test_data_parallel_two_processes_on_cpu(tmp_path, data_dir):
+    """The `accelerate launch` path with 2 CPU processes (gloo), tiny-random without quantization."""
+    output = tmp_path / "ddp"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "hwlib", "train", "--profile", "smoke", "--quantize", "none", "--output", str(output)]
+    env = {**os.environ, "HWLIB_DATA_DIR": str(data_dir)}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = read_run(output)
+    assert record["config"]["quantize"] is None and record["hardware"]["processes"] == 2
+
+
+@pytest.mark.slow
+def test_smollm2_learns_the_answer_format(tmp_path, data_dir):
+    """Real SmolLM2-135M in 4-bit: after 300 examples its greedy output follows the card's answer sentence."""
+    import bitsandbytes as bnb
+
+    config = train_config("cpu", output_dir=str(tmp_path / "smol"), data_dir=str(data_dir), train_size=300,
+                          save_steps=1000, logging_steps=5)
+    run = train(config)
+    model, tokenizer = load_adapter(run)
+    assert isinstance(model.base_model.model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
+    held_out = load_split("validation", data_dir)["text"][:4]
+    labels, raw = generate(model, tokenizer, held_out, progress=False)
+    pattern = re.compile(r"Classifying the sentiment of the message as (negative|neutral|positive)\.")
+    assert all(pattern.fullmatch(r.strip()) for r in raw), raw
+    assert all(labels)
