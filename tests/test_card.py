@@ -42,7 +42,7 @@ def test_card_has_no_unsourced_metric(pipeline_run):
         allowed |= {f"{metrics[k]:.4f}" for k in ("macro_f1", "macro_recall", "accuracy", "invalid_rate")}
         allowed |= {f"{c[k]:.4f}" for c in metrics["per_class"].values() for k in ("precision", "recall", "f1")}
     record = json.loads((pipeline_run / "run_config.json").read_text())
-    allowed.add(f"{record['final_loss']:.4f}")
+    allowed |= {f"{record['final_loss']:.4f}", f"{record['config']['learning_rate']:g}"}
     assert set(re.findall(r"\b\d\.\d{4}\b", card)) <= allowed
 
 
