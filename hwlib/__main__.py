@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import types
 import typing
@@ -97,7 +98,9 @@ def _train(args) -> int:
     from .train import train
 
     config = train_config(args.profile, output_dir=args.output, **_overrides(args, TrainConfig, TRAIN_SKIP))
-    print(f"adapter saved in {train(config, resume=args.resume, overwrite=args.overwrite)}")
+    output = train(config, resume=args.resume, overwrite=args.overwrite)
+    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, one line, not one per process
+        print(f"adapter saved in {output}")
     return 0
 
 

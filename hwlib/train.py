@@ -171,6 +171,7 @@ def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall
     shutil.rmtree(staging, ignore_errors=True)
     trainer.model.save_pretrained(staging)
     trainer.processing_class.save_pretrained(staging)
+    _portable_base_name(staging / "adapter_config.json", config.model)
     for item in staging.iterdir():
         item.replace(output / item.name)
     staging.rmdir()
@@ -190,6 +191,21 @@ def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall
         "hardware": hardware(),
         "versions": versions(),
     })
+
+
+def _portable_base_name(adapter_config: Path, model: str) -> None:
+    """Name the base by its Hub id, not this machine's cache path, so the adapter loads elsewhere too.
+
+    hwlib itself loads the base from run_config.json's preset (for smollm2-135m: the dequantized Q4_1 copy).
+    """
+    from .models import PRESETS
+
+    preset = PRESETS.get(model)
+    if preset is None or preset.portable_name is None:
+        return
+    settings = json.loads(adapter_config.read_text())
+    settings["base_model_name_or_path"] = preset.portable_name
+    write_json(adapter_config, settings)
 
 
 def loss_history(log_history: list[dict]) -> list[dict]:
