@@ -11,7 +11,7 @@ import sys
 import types
 import typing
 
-from .config import EvalConfig, HwlibError, TrainConfig, eval_config, train_config
+from .config import PROFILES, EvalConfig, HwlibError, TrainConfig, eval_config, train_config
 
 TRAIN_SKIP = {"profile", "output_dir"}
 
@@ -49,14 +49,14 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="fine-tune an adapter with TRL's SFTTrainer")
-    train.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="default: gpu with CUDA, else cpu")
+    train.add_argument("--profile", choices=list(PROFILES), help="default: gpu with CUDA, else cpu")
     train.add_argument("--output", help="run folder (default runs/PROFILE)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace a run already in the output folder")
     _add_fields(train, TrainConfig, TRAIN_SKIP)
 
     run = commands.add_parser("run", help="train, evaluate before and after, write the model card")
-    run.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="default: gpu with CUDA, else cpu")
+    run.add_argument("--profile", choices=list(PROFILES), help="default: gpu with CUDA, else cpu")
     run.add_argument("--output", help="run folder (default runs/PROFILE)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run (training or evaluation)")
     run.add_argument("--overwrite", action="store_true", help="replace a run already in the output folder")
@@ -68,11 +68,15 @@ def parser() -> argparse.ArgumentParser:
     who = evaluate.add_mutually_exclusive_group(required=True)
     who.add_argument("--adapter", help="a trained run folder")
     who.add_argument("--model", help="a base model alone: preset, local folder or Hub id")
-    evaluate.add_argument("--profile", choices=["smoke", "cpu", "gpu"])
+    evaluate.add_argument("--profile", choices=list(PROFILES))
     evaluate.add_argument("--output", required=True, help="folder for predictions.csv, metrics.json, PNGs")
     evaluate.add_argument("--quantize", default="nf4", help="base model weights: nf4 (default) or none")
     evaluate.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
     _add_fields(evaluate, EvalConfig, set())
+
+    search = commands.add_parser("search", help="the validation search behind the cpu profile (never reads test)")
+    search.add_argument("--output", default="runs/search", help="folder for the trials and search.json")
+    search.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
 
     predict = commands.add_parser("predict", help="classify messages given as arguments, in a file, or on stdin")
     predict.add_argument("texts", nargs="*", help="messages (none: read lines from --file or stdin)")
@@ -119,11 +123,11 @@ def _evaluate(args) -> int:
 
     config = eval_config(args.profile, **_overrides(args, EvalConfig))
     if args.adapter:
-        model, tokenizer = load_adapter(args.adapter)
+        model, tokenizer = load_adapter(args.adapter, merged=config.merged)
         name = adapter_base_model(args.adapter)
     else:
         quantize = None if str(args.quantize).lower() == "none" else args.quantize
-        model, tokenizer = load_model(args.model, quantize)
+        model, tokenizer = load_model(args.model, quantize, merged=config.merged)
         name = args.model
     metrics = evaluate(model, tokenizer, config, args.output, name, args.adapter, args.data_dir)
     keys = ("macro_f1", "macro_recall", "accuracy", "invalid_rate", "rows", "method", "tweets_per_s")
@@ -143,7 +147,7 @@ def _predict(args) -> int:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
         raise EvalError("no messages: pass them as arguments, with --file, or on stdin")
-    model, tokenizer = load_adapter(args.adapter)
+    model, tokenizer = load_adapter(args.adapter, merged=True)
     table = predict(model, tokenizer, texts, "score", progress=False)
     for record in table.to_dict(orient="records"):
         if args.json:
@@ -154,7 +158,14 @@ def _predict(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "run": _run, "evaluate": _evaluate, "predict": _predict}
+def _search(args) -> int:
+    from .search import run_search, search_table
+
+    print(search_table(run_search(args.output, args.data_dir)))
+    return 0
+
+
+COMMANDS = {"train": _train, "run": _run, "evaluate": _evaluate, "predict": _predict, "search": _search}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,9 +24,9 @@ def metrics_table(evaluations: dict[str, str | Path]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for title, folder in evaluations.items():
         m = read_metrics(folder)
+        speed = f"{m['tweets_per_s']:.1f}" if m.get("tweets_per_s") else "–"
         lines.append(f"| {title} | {m['method']} | {m['split']} ({m['rows']:,}) | {_pct(m['macro_f1'])} | "
-                     f"{_pct(m['macro_recall'])} | {_pct(m['accuracy'])} | {_pct(m['invalid_rate'])} | "
-                     f"{m['tweets_per_s']:.1f} |")
+                     f"{_pct(m['macro_recall'])} | {_pct(m['accuracy'])} | {_pct(m['invalid_rate'])} | {speed} |")
     return "\n".join(lines)
 
 

@@ -91,13 +91,14 @@ def _batches(order: list[int], size: int):
 
 @torch.inference_mode()
 def score(model, tokenizer, texts, batch_size: int = 32, prefix_cache: bool = True, sort_by_length: bool = True,
-          progress: bool = True) -> tuple[list[str], np.ndarray]:
+          label_head: bool = True, progress: bool = True) -> tuple[list[str], np.ndarray]:
     """Label and label probabilities per message from one forward pass over prompt + answer prefix.
 
     The three answers differ only in the label, so the model is run up to `...message as` and the label's
     log-probability is read from the last position (multi-token labels: from their last positions).
     Speed-ups: the system prompt's KV cache is computed once and shared (`prefix_cache`); messages of similar
-    length are batched together (`sort_by_length`); only the needed positions' logits are computed.
+    length are batched together (`sort_by_length`); only the needed positions' logits are computed, and for
+    one-token labels only the label tokens' logits (`label_head`). Each can be switched off to measure it.
     """
     texts = _check_texts(texts)
     encoded = encode_for_scoring(tokenizer, texts)
@@ -110,7 +111,8 @@ def score(model, tokenizer, texts, batch_size: int = 32, prefix_cache: bool = Tr
     log_probs = np.zeros((len(texts), len(LABELS)), dtype=np.float64)
     bar = tqdm(total=len(texts), desc="score", unit="tweet", disable=not progress, mininterval=2)
     for batch in _batches(order, batch_size):
-        log_probs[batch] = _score_batch(model, [encoded[i] for i in batch], prefix, cache, device, tokenizer)
+        log_probs[batch] = _score_batch(model, [encoded[i] for i in batch], prefix, cache, device, tokenizer,
+                                        label_head)
         bar.update(len(batch))
     bar.close()
     probs = np.exp(log_probs - log_probs.max(axis=1, keepdims=True))
@@ -123,8 +125,8 @@ def _prefix_cache(model, prefix_ids: list[int], device):
     return [(layer[0], layer[1]) for layer in out.cache]
 
 
-def _score_batch(model, batch: list[Encoded], prefix: int, cache, device, tokenizer) -> np.ndarray:
-    """Summed log-probabilities of each label's tokens for a batch of messages."""
+def _score_batch(model, batch: list[Encoded], prefix: int, cache, device, tokenizer, label_head: bool) -> np.ndarray:
+    """Each label's summed token log-probabilities for a batch of messages (up to a per-message constant)."""
     from transformers import DynamicCache
 
     longest = max(len(c) for e in batch for c in e.candidates)
@@ -148,7 +150,7 @@ def _score_batch(model, batch: list[Encoded], prefix: int, cache, device, tokeni
     hidden = hidden[:, -longest:].float()
     head = model.get_output_embeddings()
     scores = np.zeros((len(batch), len(LABELS)))
-    if longest == 1:
+    if longest == 1 and label_head:
         # One position, so the softmax's normaliser is shared by the three labels and cancels when their
         # probabilities are renormalised: projecting onto the label tokens alone gives the same answer as
         # the 49k-token vocabulary, at a fraction of the cost.
@@ -164,7 +166,7 @@ def _score_batch(model, batch: list[Encoded], prefix: int, cache, device, tokeni
     token_log_probs = torch.log_softmax(logits, dim=-1)
     for i, item in enumerate(batch):
         for j, candidate in enumerate(item.candidates):
-            row = i * len(LABELS) + j
+            row = i if longest == 1 else i * len(LABELS) + j
             positions = range(longest - len(candidate), longest)
             scores[i, j] = sum(token_log_probs[row, p, t].item() for p, t in zip(positions, candidate))
     return scores
@@ -231,12 +233,18 @@ def evaluate(model, tokenizer, config: EvalConfig, output_dir: str | Path, model
         table.to_csv(tmp, index=False)
     metrics = compute_metrics(table["gold"].tolist(), table["predicted"].fillna("").tolist())
     metrics.update(method=config.method, split=config.split, limit=config.limit, model=model_name, adapter=adapter,
-                   wall_time_s=round(wall_time, 2), tweets_per_s=round(len(table) / wall_time, 3))
+                   weights=weights(model), wall_time_s=round(wall_time, 2),
+                   tweets_per_s=round(len(table) / wall_time, 3))
     write_json(output / EXAMPLES, examples(table, config.examples_per_class, config.seed))
     for normalised in (False, True):
         save_confusion_png({_title(metrics): metrics}, output / CONFUSION[normalised], normalised)
     write_json(output / METRICS, metrics)
     return metrics
+
+
+def weights(model) -> str:
+    """How the evaluated model held its weights: "4-bit" (bitsandbytes layers, as trained) or "dense" (merged)."""
+    return "4-bit" if any(type(m).__name__ in ("Linear4bit", "Params4bit") for m in model.modules()) else "dense"
 
 
 def _title(metrics: dict) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import time
@@ -12,7 +11,9 @@ from .card import metrics_table, write_card
 from .config import EvalConfig, TrainConfig
 from .evaluate import METRICS, compare_png, evaluate, read_metrics
 from .files import write_json
-from .models import load_adapter
+from .baselines import evaluate_tfidf
+from .calibration import calibrate
+from .models import load_adapter, load_model
 from .train import RUN_CONFIG, read_run, train
 
 log = logging.getLogger(__name__)
@@ -31,31 +32,59 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | N
     """Evaluate a trained run before and after fine-tuning; evaluations already in the folder are kept.
 
     Returns the evaluation folders by title: `score` on the configured split for the base model and the
-    adapter, and (with `eval_config.generate_limit`) the card's `generate` method on a seeded sample of that size.
+    adapter; with `eval_config.calibrate`, the adapter's `score` on validation and the test scores after
+    per-class offsets fitted there; with `generate_limit`, the card's `generate` method on a seeded sample;
+    with `baselines`, TF-IDF + logistic regression on the same split.
     """
     run_dir = Path(run_dir)
-    model_name = read_run(run_dir)["config"]["model"]
+    record = read_run(run_dir)["config"]
     score_config = dataclasses.replace(eval_config, method="score")
-    plans = {"fine-tuned": ("adapter", score_config), "base (zero-shot)": ("base", score_config)}
+    plans = {"fine-tuned": ("adapter", score_config)}
+    if eval_config.calibrate:
+        plans["fine-tuned, validation (fits calibration)"] = (
+            "adapter", dataclasses.replace(score_config, split="validation"))
     if eval_config.generate_limit:
         card_method = dataclasses.replace(eval_config, method="generate", limit=eval_config.generate_limit)
         plans["fine-tuned, card's method"] = ("adapter", card_method)
         plans["base, card's method"] = ("base", card_method)
+    plans["base (zero-shot)"] = ("base", score_config)
     folders = {title: eval_folder(run_dir, who, config) for title, (who, config) in plans.items()}
-    model = tokenizer = None
+    loaded: dict[str, tuple] = {}
     for title, (who, config) in plans.items():
         if (folders[title] / METRICS).is_file():  # computed earlier (an interrupted run, or the CLI): keep it
             continue
-        if model is None:
-            model, tokenizer = load_adapter(run_dir)
+        if who not in loaded:
+            loaded.clear()  # one model in memory at a time
+            loaded[who] = (load_adapter(run_dir, merged=config.merged) if who == "adapter" else
+                           load_model(record["model"], record["quantize"], merged=config.merged))
+        model, tokenizer = loaded[who]
         adapter = str(run_dir) if who == "adapter" else None
-        with model.disable_adapter() if who == "base" else contextlib.nullcontext():
-            evaluate(model, tokenizer, config, folders[title], model_name, adapter, data_dir, progress)
+        evaluate(model, tokenizer, config, folders[title], record["model"], adapter, data_dir, progress)
+    loaded.clear()
+    if eval_config.calibrate:
+        folders["fine-tuned, calibrated"] = _calibrated(run_dir, folders, score_config)
+    if eval_config.baselines:
+        folders["TF-IDF + logistic regression"] = _tfidf(run_dir, score_config, data_dir)
     compare_png({"base (zero-shot)": folders["base (zero-shot)"], "fine-tuned": folders["fine-tuned"]},
                 run_dir / COMPARISON_PNG)
     examples_from = folders.get("fine-tuned, card's method", folders["fine-tuned"])
     write_card(run_dir, folders, "fine-tuned", examples_from, COMPARISON_PNG)
     return folders
+
+
+def _calibrated(run_dir: Path, folders: dict[str, Path], config: EvalConfig) -> Path:
+    folder = eval_folder(run_dir, "adapter", config).with_name(eval_folder(run_dir, "adapter", config).name +
+                                                              "-calibrated")
+    if not (folder / METRICS).is_file():
+        calibrate(folders["fine-tuned, validation (fits calibration)"], folders["fine-tuned"], folder)
+    return folder
+
+
+def _tfidf(run_dir: Path, config: EvalConfig, data_dir: str | None) -> Path:
+    folder = run_dir / "eval" / f"tfidf-logreg-{config.split}-all"
+    if not (folder / METRICS).is_file():
+        evaluate_tfidf(folder, config.split, data_dir, seed=config.seed)
+    return folder
 
 
 def run(train_config: TrainConfig, eval_config: EvalConfig, resume: bool = False, overwrite: bool = False,
@@ -68,8 +97,8 @@ def run(train_config: TrainConfig, eval_config: EvalConfig, resume: bool = False
     folders = evaluate_run(run_dir, eval_config, train_config.data_dir, progress)
     summary = {
         "run_dir": str(run_dir),
-        "table": {title: {k: read_metrics(f)[k] for k in ("macro_f1", "macro_recall", "accuracy", "invalid_rate",
-                                                          "rows", "method", "tweets_per_s")}
+        "table": {title: {k: read_metrics(f).get(k) for k in ("macro_f1", "macro_recall", "accuracy", "invalid_rate",
+                                                              "rows", "method", "split", "tweets_per_s")}
                   for title, f in folders.items()},
         "folders": {title: str(f) for title, f in folders.items()},
         "wall_time_s": round(time.perf_counter() - start, 1),

@@ -50,5 +50,10 @@ def test_run_outputs(pipeline_run):
     assert (pipeline_run / COMPARISON_PNG).stat().st_size > 10000
     summary = json.loads((pipeline_run / SUMMARY).read_text())
     assert set(summary["table"]) == {"fine-tuned", "base (zero-shot)", "fine-tuned, card's method",
-                                     "base, card's method"}
+                                     "base, card's method", "fine-tuned, validation (fits calibration)",
+                                     "fine-tuned, calibrated"}
     assert summary["table"]["fine-tuned"]["rows"] == 24
+    assert summary["table"]["fine-tuned, validation (fits calibration)"]["split"] == "validation"
+    assert summary["table"]["fine-tuned, calibrated"]["method"] == "score+calibrated"
+    weights = {json.loads((Path(f) / "metrics.json").read_text()).get("weights") for f in summary["folders"].values()}
+    assert weights == {"dense", None}  # merged models predict; calibration writes no weights of its own

@@ -44,9 +44,11 @@ def softmax(x):
 
 
 @pytest.mark.parametrize("prefix_cache", [False, True])
-def test_score_matches_full_forward_reference(tiny_fp32, prefix_cache):
+@pytest.mark.parametrize("label_head", [False, True])
+def test_score_matches_full_forward_reference(tiny_fp32, prefix_cache, label_head):
     model, tokenizer = tiny_fp32
-    labels, probs = score(model, tokenizer, TEXTS, batch_size=2, prefix_cache=prefix_cache, progress=False)
+    labels, probs = score(model, tokenizer, TEXTS, batch_size=2, prefix_cache=prefix_cache, label_head=label_head,
+                          progress=False)
     assert np.allclose(probs.sum(axis=1), 1.0)
     expected = softmax(reference_log_probs(model, tokenizer, encode_for_scoring(tokenizer, TEXTS)))
     assert np.allclose(probs, expected, atol=1e-5)
@@ -66,7 +68,7 @@ def test_multi_token_labels(tiny_fp32):
             out = model(input_ids=torch.tensor([longer[0].context[:prefix]]), use_cache=True)
             cache = [(layer[0], layer[1]) for layer in out.cache]
         with torch.no_grad():
-            got = _score_batch(model, longer, prefix, cache, "cpu", tokenizer)
+            got = _score_batch(model, longer, prefix, cache, "cpu", tokenizer, label_head=True)
         assert np.allclose(got, reference_log_probs(model, tokenizer, longer), atol=1e-4)
 
 

@@ -68,3 +68,35 @@ def test_tiny_loads_in_4bit(tiny):
     assert model.config.quantization_config.bnb_4bit_quant_type == "nf4"
     assert model.config.quantization_config.bnb_4bit_use_double_quant
     assert tokenizer.pad_token == tokenizer.eos_token == "<|im_end|>" and tokenizer.padding_side == "left"
+
+
+def test_merged_model_holds_exactly_the_nf4_weights(tiny):
+    """`merged=True` keeps the 4-bit model's dequantized weights bit for bit (no adapter: nothing folded in)."""
+    from bitsandbytes.functional import dequantize_4bit
+
+    from hwlib.models import load_model
+
+    quantized, _ = tiny
+    merged, _ = load_model("tiny-random", merged=True)
+    for name in ("model.layers.0.self_attn.k_proj", "model.layers.1.mlp.down_proj"):
+        layer = quantized.get_submodule(name)
+        expected = dequantize_4bit(layer.weight.data, layer.weight.quant_state).float()
+        assert torch.equal(merged.get_submodule(name).weight.float(), expected)
+    assert type(merged.get_submodule("model.layers.0.self_attn.k_proj")) is torch.nn.Linear
+
+
+def test_merged_adapter_predicts_like_the_4bit_model(smoke_run):
+    from hwlib.evaluate import score
+    from hwlib.models import load_adapter
+
+    texts = ["I love it", "worst day ever", "the bus leaves at 9", "not sure what to think"]
+    _, as_trained = score(*load_adapter(smoke_run), texts, progress=False)
+    _, merged = score(*load_adapter(smoke_run, merged=True), texts, progress=False)
+    assert abs(as_trained - merged).max() < 0.02  # bf16 rounding in the 4-bit path, fp32 in the merged one
+
+
+def test_merged_is_for_inference_only():
+    from hwlib.models import load_model
+
+    with pytest.raises(ConfigError, match="inference"):
+        load_model("tiny-random", merged=True, trainable=True)

@@ -164,7 +164,7 @@ def test_smollm2_learns_the_answer_format(tmp_path, data_dir):
     import bitsandbytes as bnb
 
     # 25 steps: at the card's 5e-4 the model still quotes the label ('negative'), so this short run uses 2e-3
-    config = train_config("cpu", output_dir=str(tmp_path / "smol"), data_dir=str(data_dir), train_size=300,
+    config = train_config("cpu-card", output_dir=str(tmp_path / "smol"), data_dir=str(data_dir), train_size=300,
                           learning_rate=2e-3, save_steps=1000, logging_steps=5)
     run = train(config)
     model, tokenizer = load_adapter(run)

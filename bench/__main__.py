@@ -1,0 +1,211 @@
+"""Speed benchmark: `python -m bench {inference,training} --profile {smoke,cpu}` prints ratios measured in one run.
+
+inference: the card's method (`generate` + regex on the 4-bit model + adapter) against label scoring, without and
+with each speed-up, on the same seeded sample of test tweets in one process.
+training: TRL's `SFTTrainer` with its default `SFTConfig` (apart from the card's lr/batch/epoch) against hwlib's
+configured trainer, same examples and steps, each in a fresh process (malloc settings are per process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import hwlib  # noqa: F401  (tunes malloc for this process unless HWLIB_NO_MALLOC_TUNING=1)
+from hwlib.config import EvalConfig, train_config
+from hwlib.files import write_json
+
+SHIPPED_ADAPTER = Path(__file__).resolve().parent.parent / "data" / "adapters" / "smollm2-135m-card-recipe-cpu"
+DEFAULTS = {"smoke": dict(sample=24, steps=2), "cpu": dict(sample=256, steps=8)}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def smoke_adapter(data_dir: str | None) -> Path:
+    """A freshly trained tiny-random adapter (plumbing only) for the smoke benchmark."""
+    from hwlib.train import train
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-smoke-")) / "run"
+    return train(train_config("smoke", output_dir=str(folder), data_dir=data_dir))
+
+
+# ---------------------------------------------------------------- inference
+
+def inference(profile: str, sample: int, adapter: Path | None, data_dir: str | None, seed: int) -> list[dict]:
+    """Each method on the same tweets: tweets/s, ratio to the card's method, macro-F1, agreement, peak RSS."""
+    from hwlib.evaluate import evaluation_rows, generate, score
+    from hwlib.metrics import compute_metrics
+    from hwlib.models import load_adapter
+
+    adapter = adapter or (smoke_adapter(data_dir) if profile == "smoke" else SHIPPED_ADAPTER)
+    rows = evaluation_rows(EvalConfig(split="test", limit=sample, seed=seed), data_dir)
+    texts, y_true = rows["text"].tolist(), rows["gold"].tolist()
+    quantized, tokenizer = load_adapter(adapter)
+    merged, _ = load_adapter(adapter, merged=True)
+    warm = texts[: min(8, len(texts))]
+    methods = {
+        "(a) card: generate + regex, 4-bit": (quantized, lambda m, t: generate(m, tokenizer, t, 16, progress=False)[0]),
+        "(b) score, no speed-ups, 4-bit": (quantized, lambda m, t: score(
+            m, tokenizer, t, prefix_cache=False, sort_by_length=False, label_head=False, progress=False)[0]),
+        "score + label head, 4-bit": (quantized, lambda m, t: score(
+            m, tokenizer, t, prefix_cache=False, sort_by_length=False, progress=False)[0]),
+        "score + label head + prefix cache + sort, 4-bit": (quantized, lambda m, t: score(
+            m, tokenizer, t, progress=False)[0]),
+        "(c) score, all speed-ups, merged": (merged, lambda m, t: score(m, tokenizer, t, progress=False)[0]),
+        "(c) without prefix cache": (merged, lambda m, t: score(m, tokenizer, t, prefix_cache=False,
+                                                                progress=False)[0]),
+        "(c) without length sort": (merged, lambda m, t: score(m, tokenizer, t, sort_by_length=False,
+                                                               progress=False)[0]),
+    }
+    results, reference = [], None
+    for name, (model, method) in methods.items():
+        method(model, warm)  # first-call costs (kernels, caches) are not the method's speed
+        start = time.perf_counter()
+        y_pred = method(model, texts)
+        seconds = time.perf_counter() - start
+        reference = reference or y_pred
+        results.append({
+            "method": name, "tweets_per_s": round(len(texts) / seconds, 2),
+            "macro_f1": round(compute_metrics(y_true, y_pred)["macro_f1"], 4),
+            "agreement_with_a": round(sum(p == r for p, r in zip(y_pred, reference)) / len(texts), 4),
+            "peak_rss_mb": round(peak_rss_mb()),
+        })
+    base = results[0]["tweets_per_s"]
+    for result in results:
+        result["ratio_to_a"] = round(result["tweets_per_s"] / base, 2)
+    return results
+
+
+# ---------------------------------------------------------------- training
+
+VARIANTS = ("trl-defaults", "hwlib")
+
+
+def training_worker(variant: str, profile: str, steps: int, data_dir: str | None, output: Path) -> dict:
+    """One training variant in this process: examples/s over the steps after the first, loss per step."""
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from hwlib.config import device
+    from hwlib.models import load_model
+    from hwlib.train import build_trainer, lora_config, training_data, training_examples
+
+    config = train_config(profile, data_dir=data_dir, max_steps=steps, save_steps=10**6, logging_steps=1,
+                          output_dir=str(output / variant))
+    config = dataclasses.replace(config, train_size=steps * config.batch_size)
+    dataset = training_data(config)
+    model, tokenizer = load_model(config.model, config.quantize, trainable=True)
+    if variant == "hwlib":
+        trainer = build_trainer(config, model, tokenizer, dataset)
+    else:  # TRL's defaults, apart from the card's learning rate, batch size and epochs (and the step cap)
+        args = SFTConfig(output_dir=config.output_dir, learning_rate=config.learning_rate,
+                         per_device_train_batch_size=config.batch_size, num_train_epochs=config.epochs,
+                         max_steps=steps, seed=config.seed, logging_steps=1, save_strategy="no", report_to="none",
+                         use_cpu=device() == "cpu", disable_tqdm=True)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=training_examples(dataset, tokenizer),
+                             processing_class=tokenizer, peft_config=lora_config(config))
+
+    class StepClock(TrainerCallback):
+        times: list[float] = []
+
+        def on_step_end(self, *args, **kwargs):
+            self.times.append(time.perf_counter())
+
+    clock = StepClock()
+    trainer.add_callback(clock)
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    timed = clock.times[-1] - clock.times[0] if len(clock.times) > 1 else seconds
+    timed_steps = max(len(clock.times) - 1, 1)
+    losses = [round(e["loss"], 4) for e in trainer.state.log_history if "loss" in e]
+    return {
+        "variant": variant, "steps": len(clock.times),
+        "examples_per_s": round(timed_steps * config.batch_size / timed, 3),
+        "s_per_step": round(timed / timed_steps, 2),
+        "minor_faults_per_s": round((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / seconds),
+        "peak_rss_mb": round(peak_rss_mb()), "losses": losses, "final_loss": losses[-1] if losses else None,
+        "activation_checkpointing": bool(trainer.args.gradient_checkpointing),
+    }
+
+
+def training(profile: str, steps: int, data_dir: str | None) -> list[dict]:
+    """Each variant in a fresh process; TRL's defaults run with glibc's default malloc, as a plain script would."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
+        for variant in VARIANTS:
+            out = Path(scratch) / f"{variant}.json"
+            env = {**os.environ, "HWLIB_NO_MALLOC_TUNING": "1" if variant == "trl-defaults" else "0"}
+            command = [sys.executable, "-m", "bench", "training-worker", "--variant", variant, "--profile", profile,
+                       "--steps", str(steps), "--json", str(out)] + (["--data-dir", data_dir] if data_dir else [])
+            subprocess.run(command, check=True, env=env, cwd=Path(__file__).resolve().parent.parent)
+            results.append(json.loads(out.read_text()))
+    base = results[0]["examples_per_s"]
+    for result in results:
+        result["ratio"] = round(result["examples_per_s"] / base, 2)
+    return results
+
+
+# ---------------------------------------------------------------- command line
+
+def print_table(results: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in results)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for result in results:
+        print("  ".join(str(result.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("inference", "training"):
+        command = commands.add_parser(name, help=f"{name} speed, side by side")
+        command.add_argument("--profile", choices=sorted(DEFAULTS), default="smoke",
+                             help="smoke: tiny-random, proves the harness works; cpu: SmolLM2-135M, the figures")
+        command.add_argument("--data-dir", default=os.environ.get("HWLIB_DATA_DIR"))
+        command.add_argument("--seed", type=int, default=42)
+        command.add_argument("--output", type=Path, help="also write the results as JSON here")
+    commands.choices["inference"].add_argument("--sample", type=int, help="test tweets (default: 24 smoke, 256 cpu)")
+    commands.choices["inference"].add_argument("--adapter", type=Path,
+                                               help="adapter folder (default: the shipped cpu adapter on cpu)")
+    commands.choices["training"].add_argument("--steps", type=int, help="steps per variant (default: 2 smoke, 8 cpu)")
+    worker = commands.add_parser("training-worker", help=argparse.SUPPRESS)
+    worker.add_argument("--variant", choices=VARIANTS, required=True)
+    worker.add_argument("--profile", required=True)
+    worker.add_argument("--steps", type=int, required=True)
+    worker.add_argument("--data-dir")
+    worker.add_argument("--json", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    if args.command == "training-worker":
+        write_json(args.json, training_worker(args.variant, args.profile, args.steps, args.data_dir, args.json.parent))
+        return
+    defaults = DEFAULTS[args.profile]
+    if args.command == "inference":
+        results = inference(args.profile, args.sample or defaults["sample"], args.adapter, args.data_dir, args.seed)
+        print_table(results, ["method", "tweets_per_s", "ratio_to_a", "macro_f1", "agreement_with_a", "peak_rss_mb"])
+    else:
+        results = training(args.profile, args.steps or defaults["steps"], args.data_dir)
+        print_table(results, ["variant", "examples_per_s", "ratio", "s_per_step", "minor_faults_per_s",
+                              "peak_rss_mb", "final_loss", "activation_checkpointing"])
+        print("losses per step:", {r["variant"]: r["losses"] for r in results})
+    if args.profile == "smoke":
+        print("(smoke: a tiny random model; these figures prove the harness runs, not speed or quality)")
+    if args.output:
+        write_json(args.output, {"command": " ".join(["python -m bench", *sys.argv[1:]]), "results": results})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The benchmark harness runs end to end on the smoke profile (no timing asserts: figures come from `--profile cpu`)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("command", ["inference", "training"])
+def test_bench_smoke(command, tmp_path, data_dir):
+    output = tmp_path / f"{command}.json"
+    result = subprocess.run([sys.executable, "-m", "bench", command, "--profile", "smoke", "--data-dir", str(data_dir),
+                             "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(output.read_text())["results"]
+    if command == "inference":
+        assert rows[0]["method"].startswith("(a)") and rows[0]["ratio_to_a"] == 1.0
+        assert {"tweets_per_s", "macro_f1", "agreement_with_a", "peak_rss_mb"} <= rows[-1].keys()
+    else:
+        assert [r["variant"] for r in rows] == ["trl-defaults", "hwlib"]
+        assert rows[0]["activation_checkpointing"] and not rows[1]["activation_checkpointing"]
+        assert all(r["steps"] == 2 and len(r["losses"]) == 2 for r in rows)
+    assert "smoke" in result.stdout
+
+
+def test_bench_help():
+    result = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and "inference" in result.stdout and "training" in result.stdout
