@@ -137,35 +137,35 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); otherwise bf16 is emulated and slow."""
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has AMX tiles for bf16. With AVX-512 BF16 alone, bf16 matmuls were 2x slower than fp32
+    ones on this repo's CPU (torch 2.13, oneDNN), and a training step 1.5x slower, so bf16 is not worth it there."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return "amx_bf16" in flags
+
+
+DTYPE_ENV = "HWLIB_COMPUTE_DTYPE"
 
 
 @lru_cache(maxsize=1)
 def compute_dtype():
-    """bf16 where the hardware supports it, else fp16 on CUDA and fp32 on CPU."""
-    import torch
+    """bf16 where the hardware runs it fast (CUDA with bf16, CPUs with AMX), else fp16 on CUDA and fp32 on CPU.
 
-    if device() == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
-
-
-@lru_cache(maxsize=1)
-def inference_dtype():
-    """Dtype of a merged (dense) model for inference: the compute dtype on CUDA, fp32 on CPU.
-
-    Measured on this repo's 2-core AVX-512 CPU (torch 2.13, SmolLM2-135M, `python -m bench inference`): dense fp32
-    matmuls scored tweets ~1.6x faster than bf16 ones, which pay for conversions around each matmul.
+    `$HWLIB_COMPUTE_DTYPE` (float32, bfloat16, float16) overrides the rule, e.g. to measure the alternatives.
     """
     import torch
 
-    return compute_dtype() if device() == "cuda" else torch.float32
+    chosen = os.environ.get(DTYPE_ENV)
+    if chosen:
+        if chosen not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"{DTYPE_ENV}={chosen!r}: use float32, bfloat16 or float16")
+        return getattr(torch, chosen)
+    if device() == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 
 def cache_dir() -> Path:
@@ -176,5 +176,5 @@ def cache_dir() -> Path:
 
 __all__ = [
     "ConfigError", "EvalConfig", "PROFILES", "TrainConfig", "cache_dir", "compute_dtype", "default_profile",
-    "device", "eval_config", "inference_dtype", "train_config",
+    "device", "eval_config", "train_config",
 ]

@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, HwlibError, cache_dir, compute_dtype, device, inference_dtype
+from .config import ConfigError, HwlibError, cache_dir, compute_dtype, device
 from .prompts import CHATML_TEMPLATE, ensure_chat_template
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ def load_model(name: str = "smollm2-135m", quantize: str | None = "nf4", adapter
     """Model and tokenizer, the base in 4-bit NF4 by default, optionally with a saved LoRA adapter on top.
 
     `merged=True` (inference only) gives the same model as plain dense layers: the NF4 weights held dequantized in
-    `inference_dtype()`, the adapter folded in. Same predictions up to rounding; no 4-bit kernels, so much faster on CPU.
+    the compute dtype, the adapter folded in. Same predictions up to rounding; no 4-bit kernels, so much faster on CPU.
     """
     from transformers import AutoModelForCausalLM
 
@@ -258,10 +258,8 @@ def load_model(name: str = "smollm2-135m", quantize: str | None = "nf4", adapter
             f"could not load model {name!r} from {path} ({error}). Hub models need internet or a local copy: "
             "pass the folder instead, or use the offline preset smollm2-135m"
         ) from error
-    if merged:
-        if quantize == "nf4":
-            round_to_nf4(model)  # from the compute-dtype weights, exactly as bitsandbytes quantizes them
-        model.to(inference_dtype())
+    if merged and quantize == "nf4":
+        round_to_nf4(model)  # from the compute-dtype weights, exactly as bitsandbytes quantizes them
     if adapter is not None:
         from peft import PeftModel
 

@@ -5,6 +5,11 @@ above a dynamic threshold come from fresh `mmap`s and go straight back to the ke
 them in again (here ~100,000 minor faults/s and most CPU time in the kernel). Raising the mmap and trim
 thresholds keeps the memory in the heap for reuse. `GLIBC_TUNABLES` does the same but must be set before the
 process starts; `mallopt` works from inside it, so importing `hwlib` is enough (CLI, notebooks, tests).
+
+mallopt caps the mmap threshold at 32 MB, so mmap is switched off for malloc instead (M_MMAP_MAX=0), and the heap
+is only trimmed when more than ~2 GB at its top is free. Memory is bounded by the process's own peak (freed memory is
+reused, not returned), measured by `python -m bench training --profile cpu` (peak RSS column). Opt out with
+`HWLIB_NO_MALLOC_TUNING=1`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
 MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's upper bound on 64-bit
-TRIM_THRESHOLD = 1024 * 1024 * 1024
+TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: the largest it accepts; 1 GB still re-faulted ~1 GB a step
 TOP_PAD = 64 * 1024 * 1024
 DISABLE_ENV = "HWLIB_NO_MALLOC_TUNING"
 
