@@ -57,8 +57,8 @@ def run_search(root: str | Path = "runs/search", data_dir: str | None = None, ro
 
 def search_table(results: list[dict]) -> str:
     """The search as a Markdown table."""
-    lines = ["| trial | train rows | train min | validation macro-F1 | macro-recall | accuracy |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['trial']} | {r['train_rows']} | {r['train_min']} | {r['validation_macro_f1']:.4f} | "
+    lines = ["| trial | train rows | validation macro-F1 | macro-recall | accuracy |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['trial']} | {r['train_rows']} | {r['validation_macro_f1']:.4f} | "
               f"{r['validation_macro_recall']:.4f} | {r['validation_accuracy']:.4f} |" for r in results]
     return "\n".join(lines)
