@@ -1,5 +1,6 @@
 """Speed benchmark: `python -m bench {inference,training} --profile {smoke,cpu}` prints ratios measured in one run.
 
+matmul: bf16 against fp32 matrix products at the model's shapes, the measurement behind the CPU's compute dtype.
 inference: the card's method (`generate` + regex on the 4-bit model + adapter) against label scoring, without and
 with each speed-up, on the same seeded sample of test tweets in one process.
 training: TRL's `SFTTrainer` with its default `SFTConfig` (apart from the card's lr/batch/epoch) against hwlib's
@@ -66,6 +67,8 @@ def inference(profile: str, sample: int, adapter: Path | None, data_dir: str | N
                                                                 progress=False)[0]),
         "(c) without length sort": (merged, lambda m, t: score(m, tokenizer, t, sort_by_length=False,
                                                                progress=False)[0]),
+        "(c) with batch 16": (merged, lambda m, t: score(m, tokenizer, t, batch_size=16, progress=False)[0]),
+        "(c) with batch 64": (merged, lambda m, t: score(m, tokenizer, t, batch_size=64, progress=False)[0]),
     }
     results, reference = [], None
     for name, (model, method) in methods.items():
@@ -88,7 +91,12 @@ def inference(profile: str, sample: int, adapter: Path | None, data_dir: str | N
 
 # ---------------------------------------------------------------- training
 
-VARIANTS = ("trl-defaults", "hwlib")
+VARIANTS = ("trl-defaults", "hwlib", "hwlib-bf16")
+VARIANT_ENV = {  # per-process settings: malloc tuning is process-wide, the compute dtype is read once
+    "trl-defaults": {"HWLIB_NO_MALLOC_TUNING": "1"},
+    "hwlib": {"HWLIB_NO_MALLOC_TUNING": "0"},
+    "hwlib-bf16": {"HWLIB_NO_MALLOC_TUNING": "0", "HWLIB_COMPUTE_DTYPE": "bfloat16"},
+}
 
 
 def training_worker(variant: str, profile: str, steps: int, data_dir: str | None, output: Path) -> dict:
@@ -96,7 +104,7 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from hwlib.config import device
+    from hwlib.config import compute_dtype, device
     from hwlib.models import load_model
     from hwlib.train import build_trainer, lora_config, training_data, training_examples
 
@@ -105,7 +113,7 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
     config = dataclasses.replace(config, train_size=steps * config.batch_size)
     dataset = training_data(config)
     model, tokenizer = load_model(config.model, config.quantize, trainable=True)
-    if variant == "hwlib":
+    if variant.startswith("hwlib"):
         trainer = build_trainer(config, model, tokenizer, dataset)
     else:  # TRL's defaults, apart from the card's learning rate, batch size and epochs (and the step cap)
         args = SFTConfig(output_dir=config.output_dir, learning_rate=config.learning_rate,
@@ -137,6 +145,7 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
         "minor_faults_per_s": round((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / seconds),
         "peak_rss_mb": round(peak_rss_mb()), "losses": losses, "final_loss": losses[-1] if losses else None,
         "activation_checkpointing": bool(trainer.args.gradient_checkpointing),
+        "compute_dtype": str(compute_dtype()).removeprefix("torch."),
     }
 
 
@@ -146,7 +155,7 @@ def training(profile: str, steps: int, data_dir: str | None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
         for variant in VARIANTS:
             out = Path(scratch) / f"{variant}.json"
-            env = {**os.environ, "HWLIB_NO_MALLOC_TUNING": "1" if variant == "trl-defaults" else "0"}
+            env = {**os.environ, **VARIANT_ENV[variant]}
             command = [sys.executable, "-m", "bench", "training-worker", "--variant", variant, "--profile", profile,
                        "--steps", str(steps), "--json", str(out)] + (["--data-dir", data_dir] if data_dir else [])
             subprocess.run(command, check=True, env=env, cwd=Path(__file__).resolve().parent.parent)
@@ -154,6 +163,32 @@ def training(profile: str, steps: int, data_dir: str | None) -> list[dict]:
     base = results[0]["examples_per_s"]
     for result in results:
         result["ratio"] = round(result["examples_per_s"] / base, 2)
+    return results
+
+
+# ---------------------------------------------------------------- matmul
+
+def matmul(tokens: int = 1080, repeats: int = 20) -> list[dict]:
+    """GFLOP/s of bf16 and fp32 matmuls at the model's projection shapes (a training batch: 12 x ~90 tokens)."""
+    import torch
+
+    from hwlib.models import load_model
+
+    shapes = sorted({(m.in_features, m.out_features) for m in load_model("smollm2-135m", None)[0].modules()
+                     if isinstance(m, torch.nn.Linear) and m.out_features < 10_000})
+    results = []
+    for k, n in shapes:
+        row = {"shape": f"{tokens}x{k} @ {k}x{n}"}
+        for dtype in (torch.bfloat16, torch.float32):
+            a, b = torch.randn(tokens, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
+            for _ in range(3):
+                a @ b.T
+            start = time.perf_counter()
+            for _ in range(repeats):
+                a @ b.T
+            seconds = (time.perf_counter() - start) / repeats
+            row[f"{str(dtype).removeprefix('torch.')}_gflops"] = round(2 * tokens * k * n / seconds / 1e9)
+        results.append(row)
     return results
 
 
@@ -181,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     commands.choices["inference"].add_argument("--adapter", type=Path,
                                                help="adapter folder (default: the shipped cpu adapter on cpu)")
     commands.choices["training"].add_argument("--steps", type=int, help="steps per variant (default: 2 smoke, 8 cpu)")
+    commands.add_parser("matmul", help="bf16 vs fp32 matmul speed at SmolLM2-135M's shapes (chooses the CPU dtype)")
     worker = commands.add_parser("training-worker", help=argparse.SUPPRESS)
     worker.add_argument("--variant", choices=VARIANTS, required=True)
     worker.add_argument("--profile", required=True)
@@ -192,6 +228,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "training-worker":
         write_json(args.json, training_worker(args.variant, args.profile, args.steps, args.data_dir, args.json.parent))
         return
+    if args.command == "matmul":
+        results = matmul()
+        print_table(results, ["shape", "bfloat16_gflops", "float32_gflops"])
+        return
     defaults = DEFAULTS[args.profile]
     if args.command == "inference":
         results = inference(args.profile, args.sample or defaults["sample"], args.adapter, args.data_dir, args.seed)
@@ -199,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         results = training(args.profile, args.steps or defaults["steps"], args.data_dir)
         print_table(results, ["variant", "examples_per_s", "ratio", "s_per_step", "minor_faults_per_s",
-                              "peak_rss_mb", "final_loss", "activation_checkpointing"])
+                              "peak_rss_mb", "final_loss", "activation_checkpointing", "compute_dtype"])
         print("losses per step:", {r["variant"]: r["losses"] for r in results})
     if args.profile == "smoke":
         print("(smoke: a tiny random model; these figures prove the harness runs, not speed or quality)")

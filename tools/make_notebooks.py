@@ -1,8 +1,11 @@
 """Writes the four notebooks' cells (without outputs): `python tools/make_notebooks.py`.
 
+`python tools/make_notebooks.py --strip notebooks/*.ipynb` removes progress bars from executed notebooks.
+
 Edit the lessons here, regenerate, then execute them (`jupyter nbconvert --execute --inplace`) so the committed
 files carry the outputs of a real run. Keeping the cells in one script keeps the four parameter cells identical.
 """
+import sys
 from pathlib import Path
 
 import nbformat as nbf
@@ -38,6 +41,20 @@ def notebook(name, title, intro, cells):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nbf.write(nb, Path(__file__).resolve().parent.parent / "notebooks" / name)
+
+def strip_progress(path: Path) -> None:
+    """Drop stderr streams (progress bars, library warnings) from an executed notebook's outputs."""
+    nb = nbf.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    nbf.write(nb, path)
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--strip":  # after `jupyter nbconvert --execute --inplace`
+    for name in sys.argv[2:]:
+        strip_progress(Path(name))
+    sys.exit(0)
 
 notebook("01_data_inspection.ipynb", "01 · Data inspection",
 "TweetEval `sentiment` (SemEval-2017 Task 4A): tweets labelled negative, neutral or positive. "
@@ -184,31 +201,38 @@ print(bnb.bnb_4bit_quant_type, bnb.bnb_4bit_use_double_quant, bnb.load_in_4bit)'
 from hwlib.train import lora_config
 
 lora = lora_config(config)
-print(sorted(lora.target_modules), lora.r, lora.lora_alpha)'''),
+print(sorted(lora.target_modules))'''),
+    code('''print(f"r={lora.r}, alpha={lora.lora_alpha}, dropout={lora.lora_dropout}")'''),
     md("Each adapted module of shape `in × out` gets `r · (in + out)` trainable weights; everything else is frozen."),
-    code('''# NBVAL_CHECK_OUTPUT
-from hwlib.train import build_trainer, trainable_parameters
+    code('''from hwlib.train import build_trainer, trainable_parameters
 
 trainer = build_trainer(config)
 layers = trainer.model.base_model.model.model.layers
 formula = sum(config.lora_r * (m.in_features + m.out_features)
               for layer in layers for m in (layer.self_attn.k_proj, layer.self_attn.v_proj))
-print(trainable_parameters(trainer.model)["trainable"], formula)'''),
+counted = trainable_parameters(trainer.model)["trainable"]
+assert counted == formula
+print(f"{counted:,} trainable parameters = r * (in + out) summed over {2 * len(layers)} modules")'''),
     md("The loss is computed on the answer only: prompt tokens are labelled -100."),
     code('''# NBVAL_CHECK_OUTPUT
+import re
+
 tokenizer = trainer.processing_class
 batch = trainer.data_collator([trainer.train_dataset[0]])
 labels = batch["labels"][0]
-print(repr(tokenizer.decode(labels[labels != -100])))'''),
+learned = tokenizer.decode(labels[labels != -100])
+print(repr(re.sub("negative|neutral|positive", "[label]", learned)))  # the same for every example'''),
     md("## Train\n\nSettings for this hardware: no activation checkpointing (a small model does not need it), "
-       "bf16 compute where the processor supports it, batches grouped by length. Interrupted? Run the cell "
+       "the compute dtype from `hwlib.config.compute_dtype()` (bf16 on CUDA and on CPUs with AMX, else fp32: "
+       "`python -m bench matmul` shows why), batches grouped by length. Interrupted? Run the cell "
        "again: it resumes from the last checkpoint."),
     code('''from hwlib.train import read_run, train_or_load
 
 del trainer  # free the model built for inspection
 run_dir = train_or_load(config)
 record = read_run(run_dir)
-{k: record[k] for k in ("examples", "steps", "final_loss", "wall_time_s", "examples_per_s")}'''),
+{**{k: record[k] for k in ("examples", "steps", "final_loss", "wall_time_s", "examples_per_s")},
+ "compute_dtype": record["hardware"]["compute_dtype"]}'''),
     code('''import json
 
 from hwlib.train import LOSS_HISTORY, plot_loss
