@@ -24,7 +24,7 @@ import hwlib  # noqa: F401  (tunes malloc for this process unless HWLIB_NO_MALLO
 from hwlib.config import EvalConfig, train_config
 from hwlib.files import write_json
 
-SHIPPED_ADAPTER = Path(__file__).resolve().parent.parent / "data" / "adapters" / "smollm2-135m-card-recipe-cpu"
+SHIPPED_ADAPTER = Path(__file__).resolve().parent.parent / "data" / "adapters" / "smollm2-135m-cpu"
 DEFAULTS = {"smoke": dict(sample=24, steps=2), "cpu": dict(sample=256, steps=8)}
 
 
