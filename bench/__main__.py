@@ -168,7 +168,7 @@ def training(profile: str, steps: int, data_dir: str | None) -> list[dict]:
 
 # ---------------------------------------------------------------- matmul
 
-def matmul(tokens: int = 1080, repeats: int = 20) -> list[dict]:
+def matmul(tokens: int = 1080, repeats: int = 50) -> list[dict]:
     """GFLOP/s of bf16 and fp32 matmuls at the model's projection shapes (a training batch: 12 x ~90 tokens)."""
     import torch
 
@@ -181,7 +181,7 @@ def matmul(tokens: int = 1080, repeats: int = 20) -> list[dict]:
         row = {"shape": f"{tokens}x{k} @ {k}x{n}"}
         for dtype in (torch.bfloat16, torch.float32):
             a, b = torch.randn(tokens, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
-            for _ in range(3):
+            for _ in range(10):  # warm-up: first calls pick kernels and fault in memory
                 a @ b.T
             start = time.perf_counter()
             for _ in range(repeats):
