@@ -124,7 +124,8 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
                              processing_class=tokenizer, peft_config=lora_config(config))
 
     class StepClock(TrainerCallback):
-        times: list[float] = []
+        def __init__(self):
+            self.times: list[float] = []
 
         def on_step_end(self, *args, **kwargs):
             self.times.append(time.perf_counter())

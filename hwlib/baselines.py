@@ -11,6 +11,7 @@ import pandas as pd
 
 from .config import ConfigError
 from .data import ID2LABEL, load_split
+from .evaluate import METRICS, PREDICTIONS
 from .files import atomic_path, write_json
 from .metrics import compute_metrics
 
@@ -67,7 +68,7 @@ def evaluate_tfidf(output_dir: str | Path, split: str = "test", data_dir=None, b
                    wall_time_s=round(time.perf_counter() - start, 2))
     output = Path(output_dir)
     table = pd.DataFrame({"row": np.arange(len(y_true)), "text": rows["text"], "gold": y_true, "predicted": y_pred})
-    with atomic_path(output / "predictions.csv") as tmp:
+    with atomic_path(output / PREDICTIONS) as tmp:
         table.to_csv(tmp, index=False)
-    write_json(output / "metrics.json", metrics)
+    write_json(output / METRICS, metrics)
     return metrics

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .config import HwlibError
 from .data import LABELS
+from .evaluate import METRICS, PREDICTIONS
 from .files import read_json, write_json
 from .metrics import compute_metrics
 
@@ -65,19 +66,19 @@ def _macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
 
 def calibrate(validation_folder: str | Path, test_folder: str | Path, output_dir: str | Path) -> dict:
     """Fit offsets on a validation evaluation, apply them to a test evaluation; writes metrics raw and calibrated."""
-    validation = pd.read_csv(Path(validation_folder) / "predictions.csv", keep_default_na=False)
-    test = pd.read_csv(Path(test_folder) / "predictions.csv", keep_default_na=False)
-    offsets = fit_offsets(log_probs(validation), validation["gold"])
-    raw = read_json(Path(test_folder) / "metrics.json")
+    validation = pd.read_csv(Path(validation_folder) / PREDICTIONS, keep_default_na=False)
+    test = pd.read_csv(Path(test_folder) / PREDICTIONS, keep_default_na=False)
+    validation_scores = log_probs(validation)
+    offsets = fit_offsets(validation_scores, validation["gold"])
+    raw = read_json(Path(test_folder) / METRICS)
     calibrated = compute_metrics(test["gold"].tolist(), apply_offsets(log_probs(test), offsets))
     calibrated.update({k: raw.get(k) for k in ("method", "split", "limit", "model", "adapter")})
     calibrated["method"] = f"{raw.get('method')}+calibrated"
     calibrated["offsets"] = dict(zip(LABELS, offsets))
     calibrated["validation_macro_f1"] = {
-        "raw": compute_metrics(validation["gold"].tolist(), apply_offsets(log_probs(validation), (0, 0, 0)))["macro_f1"],
-        "calibrated": compute_metrics(validation["gold"].tolist(),
-                                      apply_offsets(log_probs(validation), offsets))["macro_f1"],
+        name: compute_metrics(validation["gold"].tolist(), apply_offsets(validation_scores, shift))["macro_f1"]
+        for name, shift in (("raw", (0.0, 0.0, 0.0)), ("calibrated", offsets))
     }
-    write_json(Path(output_dir) / "metrics.json", calibrated)
+    write_json(Path(output_dir) / METRICS, calibrated)
     write_json(Path(output_dir) / CALIBRATION, {"offsets": calibrated["offsets"], "fitted_on": str(validation_folder)})
     return calibrated

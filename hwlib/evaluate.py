@@ -244,7 +244,7 @@ def evaluate(model, tokenizer, config: EvalConfig, output_dir: str | Path, model
 
 def weights(model) -> str:
     """How the evaluated model held its weights: "4-bit" (bitsandbytes layers, as trained) or "dense" (merged)."""
-    return "4-bit" if any(type(m).__name__ in ("Linear4bit", "Params4bit") for m in model.modules()) else "dense"
+    return "4-bit" if any(type(m).__name__ == "Linear4bit" for m in model.modules()) else "dense"
 
 
 def _title(metrics: dict) -> str:

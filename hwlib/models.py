@@ -243,9 +243,8 @@ def load_model(name: str = "smollm2-135m", quantize: str | None = "nf4", adapter
         raise ConfigError("merged=True is for inference: a merged model has no separate adapter to train")
     path = resolve_model(name)
     tokenizer = load_tokenizer(path)
-    if merged:
-        quantization_config(quantize)  # the same checks as the 4-bit path
-    kwargs = dict(dtype=compute_dtype(), quantization_config=None if merged else quantization_config(quantize))
+    bnb_config = quantization_config(quantize)  # checked even when merged: the same weights, rounded below
+    kwargs = dict(dtype=compute_dtype(), quantization_config=None if merged else bnb_config)
     if device() == "cuda":
         from accelerate import PartialState
 

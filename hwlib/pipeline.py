@@ -7,12 +7,12 @@ import logging
 import time
 from pathlib import Path
 
+from .baselines import evaluate_tfidf
+from .calibration import calibrate
 from .card import metrics_table, write_card
 from .config import EvalConfig, TrainConfig
 from .evaluate import METRICS, compare_png, evaluate, read_metrics
 from .files import write_json
-from .baselines import evaluate_tfidf
-from .calibration import calibrate
 from .models import load_adapter, load_model
 from .train import RUN_CONFIG, read_run, train
 
@@ -73,8 +73,8 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | N
 
 
 def _calibrated(run_dir: Path, folders: dict[str, Path], config: EvalConfig) -> Path:
-    folder = eval_folder(run_dir, "adapter", config).with_name(eval_folder(run_dir, "adapter", config).name +
-                                                              "-calibrated")
+    raw = eval_folder(run_dir, "adapter", config)
+    folder = raw.with_name(raw.name + "-calibrated")
     if not (folder / METRICS).is_file():
         calibrate(folders["fine-tuned, validation (fits calibration)"], folders["fine-tuned"], folder)
     return folder
