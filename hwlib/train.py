@@ -96,11 +96,26 @@ def build_trainer(config: TrainConfig, model=None, tokenizer=None, dataset: Data
         processing_class=tokenizer,
         peft_config=lora_config(config),
     )
+    keep_adapter_in_float32(trainer.model)
     dropped = len(dataset) - len(trainer.train_dataset)
     if dropped:  # TRL drops rows whose answer was cut off entirely by max_length
         log.warning("%d of %d examples lost their answer to max_length=%d and were dropped: raise max_length",
                     dropped, len(dataset), config.max_length)
     return trainer
+
+
+def keep_adapter_in_float32(model) -> None:
+    """Hold the trainable LoRA weights in fp32; the forward pass still computes in the compute dtype.
+
+    TRL casts a quantized model's adapter to bf16, but peft upcasts it to fp32 when the Trainer reloads a checkpoint,
+    so a resumed run would continue in another dtype than an uninterrupted one. fp32 throughout keeps them identical
+    and keeps small late updates that bf16 would round away.
+    """
+    import torch
+
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
 
 
 def trainable_parameters(model) -> dict[str, int]:
