@@ -106,7 +106,7 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
 
     from hwlib.config import compute_dtype, device
     from hwlib.models import load_model
-    from hwlib.train import build_trainer, lora_config, training_data, training_examples
+    from hwlib.train import build_trainer, lora_config, trainable_parameters, training_data, training_examples
 
     config = train_config(profile, data_dir=data_dir, max_steps=steps, save_steps=10**6, logging_steps=1,
                           output_dir=str(output / variant))
@@ -146,6 +146,7 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
         "minor_faults_per_s": round((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / seconds),
         "peak_rss_mb": round(peak_rss_mb()), "losses": losses, "final_loss": losses[-1] if losses else None,
         "activation_checkpointing": bool(trainer.args.gradient_checkpointing),
+        "adapter_dtype": trainable_parameters(trainer.model)["trainable_dtype"],
         "compute_dtype": str(compute_dtype()).removeprefix("torch."),
     }
 

@@ -18,6 +18,12 @@ def _pct(value: float) -> str:
     return f"{value:.4f}"
 
 
+def _dtype_note(parameters: dict) -> str:
+    """Runs recorded before hwlib kept fp32 adapter weights have no dtype: say nothing rather than guess."""
+    dtype = parameters.get("trainable_dtype")
+    return f" (held in {dtype} during training)" if dtype else ""
+
+
 def metrics_table(evaluations: dict[str, str | Path]) -> str:
     """A Markdown table of macro-F1, macro-recall, accuracy and invalid rate for titled evaluation folders."""
     lines = ["| model | method | split (rows) | macro-F1 | macro-recall | accuracy | invalid | tweets/s |",
@@ -90,7 +96,7 @@ Per class ({headline}):
 - Quantization of the base: {quant}
 - Adapted: LoRA on `{'`, `'.join(config['target_modules'])}` of every attention layer, nothing else;
   r={config['lora_r']}, alpha={config['lora_alpha']}, dropout={config['lora_dropout']};
-  {run['parameters']['trainable']:,} trainable parameters.
+  {run['parameters']['trainable']:,} trainable parameters{_dtype_note(run['parameters'])}.
 
 ## Prompt
 

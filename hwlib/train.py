@@ -118,11 +118,12 @@ def keep_adapter_in_float32(model) -> None:
             param.data = param.data.float()
 
 
-def trainable_parameters(model) -> dict[str, int]:
-    """Trainable and total parameter counts (4-bit weights count as stored: two per byte)."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return {"trainable": trainable, "total": total}
+def trainable_parameters(model) -> dict[str, int | str]:
+    """Trainable and total parameter counts (4-bit weights count as stored: two per byte), and the trainable dtype."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in trainable})
+    return {"trainable": sum(p.numel() for p in trainable), "total": sum(p.numel() for p in model.parameters()),
+            "trainable_dtype": "+".join(dtypes)}
 
 
 def prepare_output(output_dir: str | Path, resume: bool, overwrite: bool) -> Path | None:
