@@ -91,11 +91,12 @@ def inference(profile: str, sample: int, adapter: Path | None, data_dir: str | N
 
 # ---------------------------------------------------------------- training
 
-VARIANTS = ("trl-defaults", "hwlib", "hwlib-bf16")
+VARIANTS = ("trl-defaults", "hwlib", "hwlib-bf16", "hwlib-bf16-adapter")
 VARIANT_ENV = {  # per-process settings: malloc tuning is process-wide, the compute dtype is read once
     "trl-defaults": {"HWLIB_NO_MALLOC_TUNING": "1"},
     "hwlib": {"HWLIB_NO_MALLOC_TUNING": "0"},
     "hwlib-bf16": {"HWLIB_NO_MALLOC_TUNING": "0", "HWLIB_COMPUTE_DTYPE": "bfloat16"},
+    "hwlib-bf16-adapter": {"HWLIB_NO_MALLOC_TUNING": "0"},
 }
 
 
@@ -115,6 +116,10 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
     model, tokenizer = load_model(config.model, config.quantize, trainable=True)
     if variant.startswith("hwlib"):
         trainer = build_trainer(config, model, tokenizer, dataset)
+        if variant == "hwlib-bf16-adapter":  # the adapter as TRL stores it for a 4-bit model, before hwlib's fp32
+            for param in trainer.model.parameters():
+                if param.requires_grad:
+                    param.data = param.data.bfloat16()
     else:  # TRL's defaults, apart from the card's learning rate, batch size and epochs (and the step cap)
         args = SFTConfig(output_dir=config.output_dir, learning_rate=config.learning_rate,
                          per_device_train_batch_size=config.batch_size, num_train_epochs=config.epochs,

@@ -36,6 +36,12 @@ def bench(name: str, columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def training_losses() -> str:
+    record = json.loads((ROOT / "bench" / "results" / "training-cpu.json").read_text())
+    losses = "; ".join(f"`{r['variant']}` {r['losses']}" for r in record["results"])
+    return f"Loss per step (different orders of the same examples: `hwlib` groups batches by length): {losses}."
+
+
 def main() -> None:
     print("## quality\n")
     print(quality())
@@ -46,7 +52,9 @@ def main() -> None:
                                   "peak_rss_mb"]))
     print("\n## training speed\n")
     print(bench("training-cpu", ["variant", "examples_per_s", "ratio", "s_per_step", "minor_faults_per_s",
-                                 "peak_rss_mb", "final_loss", "activation_checkpointing"]))
+                                 "peak_rss_mb", "final_loss", "activation_checkpointing", "compute_dtype",
+                                 "adapter_dtype"]))
+    print("\n" + training_losses())
 
 
 if __name__ == "__main__":
