@@ -76,7 +76,7 @@ PROFILES: dict[str, dict] = {
     "cpu-card": dict(model="smollm2-135m", train_size=1800, sampling="balanced", logging_steps=5, save_steps=50),
     # The improved CPU profile: settings chosen on validation (`python -m hwlib search`), training <= 25 min here.
     "cpu": dict(model="smollm2-135m", train_size=3000, sampling="balanced", learning_rate=2e-3,
-                lr_scheduler="cosine", warmup_ratio=0.1, logging_steps=5, save_steps=50),
+                lr_scheduler="cosine", warmup_ratio=0.1, lora_r=16, lora_alpha=32, logging_steps=5, save_steps=50),
     # The card's recipe as published: TinyLlama-1.1B on the whole train split.
     "gpu": dict(model="tinyllama-1.1b", train_size=None, sampling="stratified", logging_steps=25, save_steps=500),
 }
