@@ -102,12 +102,14 @@ VARIANT_ENV = {  # per-process settings: malloc tuning is process-wide, the comp
 
 def training_worker(variant: str, profile: str, steps: int, data_dir: str | None, output: Path) -> dict:
     """One training variant in this process: examples/s over the steps after the first, loss per step."""
+    import torch
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from hwlib.config import compute_dtype, device
     from hwlib.models import load_model
-    from hwlib.train import build_trainer, lora_config, trainable_parameters, training_data, training_examples
+    from hwlib.train import (build_trainer, cast_adapter, lora_config, trainable_parameters, training_data,
+                             training_examples)
 
     config = train_config(profile, data_dir=data_dir, max_steps=steps, save_steps=10**6, logging_steps=1,
                           output_dir=str(output / variant))
@@ -117,9 +119,7 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
     if variant.startswith("hwlib"):
         trainer = build_trainer(config, model, tokenizer, dataset)
         if variant == "hwlib-bf16-adapter":  # the adapter as TRL stores it for a 4-bit model, before hwlib's fp32
-            for param in trainer.model.parameters():
-                if param.requires_grad:
-                    param.data = param.data.bfloat16()
+            cast_adapter(trainer.model, torch.bfloat16)
     else:  # TRL's defaults, apart from the card's learning rate, batch size and epochs (and the step cap)
         args = SFTConfig(output_dir=config.output_dir, learning_rate=config.learning_rate,
                          per_device_train_batch_size=config.batch_size, num_train_epochs=config.epochs,

@@ -84,6 +84,7 @@ def sft_config(config: TrainConfig):
 
 def build_trainer(config: TrainConfig, model=None, tokenizer=None, dataset: Dataset | None = None):
     """An `SFTTrainer` ready to train: LoRA on the config's modules of a (by default 4-bit) base model."""
+    import torch
     from trl import SFTTrainer
 
     if model is None:
@@ -96,7 +97,9 @@ def build_trainer(config: TrainConfig, model=None, tokenizer=None, dataset: Data
         processing_class=tokenizer,
         peft_config=lora_config(config),
     )
-    keep_adapter_in_float32(trainer.model)
+    # TRL casts a quantized model's adapter to bf16, but peft upcasts it to fp32 when the Trainer reloads a checkpoint:
+    # fp32 from the start makes a resumed run identical to an uninterrupted one (and keeps small late updates).
+    cast_adapter(trainer.model, torch.float32)
     dropped = len(dataset) - len(trainer.train_dataset)
     if dropped:  # TRL drops rows whose answer was cut off entirely by max_length
         log.warning("%d of %d examples lost their answer to max_length=%d and were dropped: raise max_length",
@@ -104,18 +107,11 @@ def build_trainer(config: TrainConfig, model=None, tokenizer=None, dataset: Data
     return trainer
 
 
-def keep_adapter_in_float32(model) -> None:
-    """Hold the trainable LoRA weights in fp32; the forward pass still computes in the compute dtype.
-
-    TRL casts a quantized model's adapter to bf16, but peft upcasts it to fp32 when the Trainer reloads a checkpoint,
-    so a resumed run would continue in another dtype than an uninterrupted one. fp32 throughout keeps them identical
-    and keeps small late updates that bf16 would round away.
-    """
-    import torch
-
+def cast_adapter(model, dtype) -> None:
+    """Hold the trainable (LoRA) weights in `dtype`; the forward pass still computes in the compute dtype."""
     for param in model.parameters():
-        if param.requires_grad and param.dtype != torch.float32:
-            param.data = param.data.float()
+        if param.requires_grad and param.dtype != dtype:
+            param.data = param.data.to(dtype)
 
 
 def trainable_parameters(model) -> dict[str, int | str]:

@@ -29,16 +29,19 @@ def quality() -> str:
     return "\n".join(lines)
 
 
+def bench_record(name: str) -> dict:
+    return json.loads((ROOT / "bench" / "results" / f"{name}.json").read_text())
+
+
 def bench(name: str, columns: list[str]) -> str:
-    record = json.loads((ROOT / "bench" / "results" / f"{name}.json").read_text())
+    record = bench_record(name)
     lines = [f"`{record['command']}`", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in record["results"]]
     return "\n".join(lines)
 
 
 def training_losses() -> str:
-    record = json.loads((ROOT / "bench" / "results" / "training-cpu.json").read_text())
-    losses = "; ".join(f"`{r['variant']}` {r['losses']}" for r in record["results"])
+    losses = "; ".join(f"`{r['variant']}` {r['losses']}" for r in bench_record("training-cpu")["results"])
     return f"Loss per step (different orders of the same examples: `hwlib` groups batches by length): {losses}."
 
 
