@@ -1,9 +1,11 @@
-"""TweetEval `sentiment` splits: loading from a local folder or the Hub, validation, seeded subsampling."""
+"""TweetEval `sentiment` splits: loading (a folder, the bundled copy or the Hub), validation, seeded subsampling."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +29,60 @@ class DataError(HwlibError, ValueError):
     """Bad or missing data: the message names the file and what to do about it."""
 
 
+BUNDLED_SHA256: dict[str, str] = {  # data/tweet_eval_sentiment/README.md gives the same, with counts and sources
+    "train": "884ed7990ba4058aa78372f5f9590db308c393820545d9c4f2363f5a2ea12fbf",
+    "validation": "ba8e7513047d4991bcdcc0a22aaa70777e47b609f1b739da5117baf7893f3e56",
+    "test": "f73aea52d43879223019e733b944780f7e9203ee32459ea006f554011379fcdf",
+}
+HUB_SOURCE = f"hub:{HUB_DATASET[0]}/{HUB_DATASET[1]}"
+
+
+def bundled_dir() -> Path | None:
+    """The copy that ships with the course: `data/tweet_eval_sentiment/` in a clone, `hwlib/bundled_data/` when
+    installed from a wheel; None when neither holds the parquet files."""
+    package = Path(__file__).resolve().parent
+    for folder in (package.parent / "data" / "tweet_eval_sentiment", package / "bundled_data"):
+        if all((folder / f"{split}.parquet").is_file() for split in SPLITS):
+            return folder
+    return None
+
+
 def data_dir(path: str | os.PathLike | None = None) -> Path | None:
-    """The local folder to read: `path`, else `$HWLIB_DATA_DIR`, else None (meaning the Hub)."""
+    """The local folder to read: `path`, else `$HWLIB_DATA_DIR`, else the bundled copy, else None (the Hub)."""
     chosen = path if path is not None else os.environ.get(DATA_DIR_ENV) or None
-    return None if chosen is None else Path(chosen).expanduser()
+    return bundled_dir() if chosen is None else Path(chosen).expanduser()
+
+
+def data_source(path: str | os.PathLike | None = None) -> str:
+    """Where `load_split(…, path)` reads from, in words for tables and cards: the Hub, the bundled copy, or a folder."""
+    folder = data_dir(path)
+    if folder is None:
+        return HUB_SOURCE
+    if folder == bundled_dir() and path is None and not os.environ.get(DATA_DIR_ENV):
+        state = "sha256 verified" if not bundled_mismatches() else "sha256 DIFFERS: " + ", ".join(bundled_mismatches())
+        return f"bundled copy ({state})"
+    return f"folder {folder}"
+
+
+@lru_cache(maxsize=1)
+def bundled_mismatches() -> tuple[str, ...]:
+    """Bundled split files whose sha256 differs from the published one (checked once per process, ~20 ms)."""
+    folder = bundled_dir()
+    if folder is None:
+        return ()
+    differ = tuple(split for split in SPLITS
+                   if hashlib.sha256((folder / f"{split}.parquet").read_bytes()).hexdigest() != BUNDLED_SHA256[split])
+    if differ:
+        log.warning("bundled TweetEval files differ from the published sha256 (%s): results may not be comparable; "
+                    "restore them with `git checkout data/tweet_eval_sentiment`", ", ".join(differ))
+    return differ
 
 
 def load_splits(path: str | os.PathLike | None = None, splits: tuple[str, ...] = SPLITS) -> DatasetDict:
-    """Load the splits as a `DatasetDict` of `text`/`label` columns, from a folder or the Hub."""
+    """Load the splits as a `DatasetDict` of `text`/`label` columns.
+
+    Order: the folder `path`, else `$HWLIB_DATA_DIR`, else the copy bundled with the course, else the Hub.
+    """
     folder = data_dir(path)
     if folder is None:
         return _load_from_hub(splits)
@@ -47,12 +95,14 @@ def load_splits(path: str | os.PathLike | None = None, splits: tuple[str, ...] =
 
 
 def load_split(split: str, path: str | os.PathLike | None = None) -> Dataset:
-    """Load one split (`train`, `validation` or `test`)."""
+    """Load one split (`train`, `validation` or `test`), from the same sources as `load_splits`."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     folder = data_dir(path)
     if folder is None:
         return _load_from_hub((split,))[split]
+    if folder == bundled_dir():
+        bundled_mismatches()
     parquet = folder / f"{split}.parquet"
     texts, labels = folder / f"{split}_text.txt", folder / f"{split}_labels.txt"
     if parquet.is_file():
@@ -77,7 +127,7 @@ def _load_from_hub(splits: tuple[str, ...]) -> DatasetDict:
     except Exception as error:  # network, auth, or a missing `datasets` cache: all need the same advice
         raise DataError(
             f"could not load {HUB_DATASET[0]} ({HUB_DATASET[1]}) from the Hugging Face Hub ({error.__class__.__name__}); "
-            f"offline, set {DATA_DIR_ENV} to a local copy"
+            f"offline, set {DATA_DIR_ENV} to a local copy (a clone of the course ships one in data/tweet_eval_sentiment)"
         ) from error
     out = DatasetDict()
     for split in splits:

@@ -51,9 +51,15 @@ def lora_config(config: TrainConfig):
     )
 
 
+def precision_flags() -> dict[str, bool]:
+    """The Trainer's mixed-precision switches, from the one device rule (`hwlib.config.compute_dtype`)."""
+    import torch
+
+    return {"bf16": compute_dtype() == torch.bfloat16, "fp16": compute_dtype() == torch.float16}
+
+
 def sft_config(config: TrainConfig):
     """TRL settings for this hardware: no activation checkpointing, bf16 where native, loss on the answer only."""
-    import torch
     from trl import SFTConfig
 
     return SFTConfig(
@@ -67,8 +73,7 @@ def sft_config(config: TrainConfig):
         max_length=config.max_length,
         completion_only_loss=True,
         activation_checkpointing=config.activation_checkpointing,
-        bf16=compute_dtype() == torch.bfloat16,
-        fp16=compute_dtype() == torch.float16,
+        **precision_flags(),
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         logging_steps=config.logging_steps,
         save_steps=config.save_steps,
@@ -167,13 +172,91 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
     return output
 
 
+# Settings that only say where files go or how often to log: a run trained with other values is the same run.
+BOOKKEEPING = ("output_dir", "profile", "logging_steps", "save_steps", "data_dir")
+
+
+def config_differences(requested: TrainConfig, recorded: dict) -> dict[str, tuple]:
+    """Training settings whose requested value differs from a run's record: {name: (recorded, requested)}."""
+    wanted = requested.to_dict()
+    differ = {}
+    for name, value in wanted.items():
+        if name in BOOKKEEPING:
+            continue
+        before = recorded.get(name)
+        if isinstance(value, (tuple, list)) or isinstance(before, (tuple, list)):
+            value, before = list(value or []), list(before or [])
+        if value != before:
+            differ[name] = (before, value)
+    return differ
+
+
+class ConfigMismatchError(HwlibError, ValueError):
+    """A finished run was trained with other settings than the ones requested."""
+
+
+def check_same_settings(config: TrainConfig, run_dir: Path) -> None:
+    """Refuse to reuse a run trained with other settings, naming each difference and the ways out."""
+    differ = config_differences(config, read_run(run_dir)["config"])
+    if differ:
+        listed = "; ".join(f"{name}: run has {old!r}, you asked for {new!r}" for name, (old, new) in differ.items())
+        raise ConfigMismatchError(
+            f"{run_dir} was trained with other settings ({listed}). Train them into a new folder "
+            "(output_dir=...), train again here with overwrite=True, or restore the settings"
+        )
+
+
 def train_or_load(config: TrainConfig) -> Path:
-    """The run folder of a finished training: reused if already there, resumed if interrupted, else trained."""
+    """The run folder of a finished training with exactly these settings: reused if there, resumed if interrupted,
+    else trained. A finished run with other settings is refused (`check_same_settings`), never reused silently."""
     output = Path(config.output_dir)
     if (output / RUN_CONFIG).is_file():
-        log.info("%s already holds a finished run: reusing it (train(..., overwrite=True) trains again)", output)
+        check_same_settings(config, output)
+        log.info("%s already holds a finished run with these settings: reusing it", output)
         return output
     return train(config, resume=any((output / CHECKPOINTS).glob("checkpoint-*")))
+
+
+# Adapters trained by `python -m hwlib run --profile NAME` and committed under data/adapters/, by profile.
+SHIPPED_ADAPTERS = {"cpu": "smollm2-135m-cpu", "cpu-card": "smollm2-135m-card-recipe-cpu"}
+
+
+def shipped_adapter(profile: str) -> Path | None:
+    """The committed adapter of a profile, looked up in the clone this package runs from (or the one the current
+    folder is in, for a non-editable install in Colab); None when the profile ships none."""
+    name = SHIPPED_ADAPTERS.get(profile)
+    if name is None:
+        return None
+    roots = (Path(__file__).resolve().parent.parent, Path.cwd(), Path.cwd().parent)
+    for root in roots:
+        folder = root / "data" / "adapters" / name
+        if (folder / RUN_CONFIG).is_file():
+            return folder
+    return None
+
+
+def lesson_run(config: TrainConfig, train_now: bool = False) -> tuple[Path, str]:
+    """The run notebooks 03 and 04 teach with, and how it was obtained.
+
+    `train_now=True` trains (or resumes, or reuses an identical finished run) in `config.output_dir`. Otherwise a
+    finished run there is reused; else the profile's shipped adapter is copied to `<output_dir>-shipped` (so its
+    evaluations are written there, not into the repository); else, for profiles that ship none, it trains.
+    Every path refuses a run whose settings differ from `config` and names the differences.
+    """
+    output = Path(config.output_dir)
+    if train_now or (output / RUN_CONFIG).is_file():
+        reused = (output / RUN_CONFIG).is_file()
+        return train_or_load(config), "reused the finished run" if reused else "trained now"
+    shipped = shipped_adapter(config.profile)
+    if shipped is None:
+        return train_or_load(config), f"trained now (profile {config.profile!r} ships no adapter)"
+    check_same_settings(config, shipped)
+    copy = output.with_name(output.name + "-shipped")
+    if not (copy / RUN_CONFIG).is_file():
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(shipped, copy.with_name(copy.name + ".partial"), dirs_exist_ok=True)
+        copy.with_name(copy.name + ".partial").rename(copy)
+    return copy, f"the shipped adapter {shipped.parent.name}/{shipped.name} (copied to {copy})"
 
 
 def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall_time: float) -> None:

@@ -11,19 +11,22 @@ from hwlib.config import train_config
 
 
 def real_data_dir() -> Path | None:
-    folder = os.environ.get("HWLIB_DATA_DIR")
-    return Path(folder) if folder and (Path(folder) / "train.parquet").is_file() else None
+    """`$HWLIB_DATA_DIR` when set, else the copy bundled with the course (the loader's own order)."""
+    from hwlib.data import data_dir as chosen
+
+    folder = chosen()
+    return folder if folder is not None and (folder / "train.parquet").is_file() else None
 
 
 needs_data = pytest.mark.skipif(real_data_dir() is None,
-                                reason="HWLIB_DATA_DIR is unset or holds no TweetEval parquet files")
+                                reason="no TweetEval parquet files: neither HWLIB_DATA_DIR nor the bundled copy")
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     folder = real_data_dir()
     if folder is None:
-        pytest.skip("HWLIB_DATA_DIR is unset or holds no TweetEval parquet files")
+        pytest.skip("no TweetEval parquet files: neither HWLIB_DATA_DIR nor the bundled copy")
     return folder
 
 

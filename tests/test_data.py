@@ -129,3 +129,44 @@ def test_subsample_dataset(tmp_path):
     small = subsample(split, 9, "balanced", seed=3)
     assert class_counts(small) == {"negative": 3, "neutral": 3, "positive": 3}
     assert subsample(split, None) is split
+
+
+def test_bundled_copy_is_the_default(monkeypatch):
+    from hwlib import data
+
+    monkeypatch.delenv("HWLIB_DATA_DIR", raising=False)
+    assert data.data_dir() == data.bundled_dir() is not None
+    splits = load_splits()
+    assert {k: v.num_rows for k, v in splits.items()} == {"train": 45615, "validation": 2000, "test": 12284}
+    assert class_counts(splits["train"]) == {"negative": 7093, "neutral": 20673, "positive": 17849}
+    assert data.data_source() == "bundled copy (sha256 verified)"
+
+
+def test_changed_bundled_file_is_reported(monkeypatch, tmp_path, caplog):
+    import shutil
+
+    from hwlib import data
+
+    for split in ("train", "validation", "test"):
+        shutil.copy(data.bundled_dir() / f"{split}.parquet", tmp_path / f"{split}.parquet")
+    pd.DataFrame({"text": ["x"], "label": [0]}).to_parquet(tmp_path / "test.parquet")
+    monkeypatch.delenv("HWLIB_DATA_DIR", raising=False)
+    monkeypatch.setattr(data, "bundled_dir", lambda: tmp_path)
+    data.bundled_mismatches.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert data.bundled_mismatches() == ("test",)
+        assert "differ from the published sha256 (test)" in caplog.text
+        assert data.data_source().startswith("bundled copy (sha256 DIFFERS: test")
+    finally:
+        data.bundled_mismatches.cache_clear()
+
+
+def test_explicit_folder_and_env_come_first(tmp_path, monkeypatch):
+    from hwlib import data
+
+    write_text_layout(tmp_path, "test", ["a"], [1])
+    monkeypatch.setenv("HWLIB_DATA_DIR", str(tmp_path))
+    assert load_split("test").num_rows == 1 and data.data_source() == f"folder {tmp_path}"
+    monkeypatch.delenv("HWLIB_DATA_DIR")
+    assert load_split("test", tmp_path).num_rows == 1

@@ -1,0 +1,64 @@
+"""The one device rule: which compute dtype each kind of hardware gets, and the Trainer flags that follow."""
+
+import pytest
+import torch
+
+from hwlib import config
+from hwlib.config import PROFILE_NOTES, PROFILES, compute_dtype
+
+
+@pytest.fixture
+def fresh_rule(monkeypatch):
+    """Clear the cached answers so each test sees the hardware it patches."""
+    monkeypatch.delenv(config.DTYPE_ENV, raising=False)
+    config.compute_dtype.cache_clear()
+    config.device.cache_clear()
+    yield monkeypatch
+    config.compute_dtype.cache_clear()
+    config.device.cache_clear()
+
+
+def pretend_gpu(monkeypatch, capability: tuple[int, int], emulated_bf16: bool = True):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)
+    # What misled the old rule: torch counts emulated bf16 as supported on pre-Ampere GPUs.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: emulated_bf16)
+
+
+@pytest.mark.parametrize("name, capability, expected", [
+    ("T4 (Turing)", (7, 5), torch.float16),
+    ("V100 (Volta)", (7, 0), torch.float16),
+    ("A100 (Ampere)", (8, 0), torch.bfloat16),
+    ("L4 (Ada)", (8, 9), torch.bfloat16),
+    ("H100 (Hopper)", (9, 0), torch.bfloat16),
+])
+def test_gpu_dtype_rule(fresh_rule, name, capability, expected):
+    pretend_gpu(fresh_rule, capability)
+    assert compute_dtype() == expected, name
+
+
+@pytest.mark.parametrize("capability, bf16, fp16", [((7, 5), False, True), ((8, 0), True, False)])
+def test_trainer_flags_and_4bit_dtype_follow_the_rule(fresh_rule, capability, bf16, fp16):
+    import bitsandbytes  # noqa: F401  (imported before torch.cuda is patched: it probes the CUDA runtime)
+    from transformers import BitsAndBytesConfig  # noqa: F401
+
+    from hwlib.models import quantization_config
+    from hwlib.train import precision_flags
+
+    pretend_gpu(fresh_rule, capability)
+    assert precision_flags() == {"bf16": bf16, "fp16": fp16}  # what sft_config passes to the Trainer
+    assert quantization_config("nf4").bnb_4bit_compute_dtype == compute_dtype()
+
+
+def test_cpu_rule_and_override(fresh_rule):
+    fresh_rule.setattr(torch.cuda, "is_available", lambda: False)
+    fresh_rule.setattr(config, "cpu_has_fast_bf16", lambda: False)
+    assert compute_dtype() == torch.float32
+    config.compute_dtype.cache_clear()
+    fresh_rule.setenv(config.DTYPE_ENV, "float16")
+    assert compute_dtype() == torch.float16
+
+
+def test_every_profile_says_why_and_how_long():
+    assert set(PROFILE_NOTES) == set(PROFILES)
+    assert "estimate" in PROFILE_NOTES["gpu"].lower()

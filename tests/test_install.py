@@ -1,0 +1,67 @@
+"""Installation: the requirements list matches the package's, and the Colab set-up works from anywhere."""
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def requirement_lines(text: str) -> list[str]:
+    return sorted(line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip())
+
+
+def test_requirements_txt_is_the_package_list_and_its_extras():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = set(project["dependencies"]) | {r for extra in project["optional-dependencies"].values() for r in extra}
+    listed = requirement_lines((ROOT / "requirements.txt").read_text())
+    assert sorted(declared) == listed
+    assert not any(line.startswith(("-e", ".")) for line in listed)  # pip would read "." against the cwd (Colab)
+
+
+def test_one_repo_setting():
+    """Every Colab badge and set-up cell names the repository that tools/colab_install.py sets."""
+    import runpy
+
+    namespace = runpy.run_path(str(ROOT / "tools" / "colab_install.py"))
+    named = set()
+    for path in namespace["repo_mentions"]():
+        named |= set(re.findall(r"github(?:\.com)?/([\w.-]+/[\w.-]+?)(?:\.git|/blob)", path.read_text()))
+    assert named == {namespace["REPO"]}
+
+
+@pytest.mark.slow
+def test_colab_install_in_a_fresh_environment(tmp_path):
+    """The notebooks' Colab step, run against this clone in a new venv from another folder: afterwards `hwlib` imports
+    in the same process and reads the bundled data. The venv sees this environment's packages through a .pth file, as
+    Colab's preinstalled torch/numpy; the constraints must keep them."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    ours = [p for p in sys.path if p.endswith("site-packages")][0]
+    (Path(site) / "preinstalled_stack.pth").write_text(ours + "\n")
+    elsewhere = tmp_path / "content"
+    elsewhere.mkdir()
+    code = (
+        "import runpy, torch\n"
+        f"runpy.run_path({str(ROOT / 'tools' / 'colab_install.py')!r})['install']({str(ROOT)!r})\n"
+        "import hwlib, hwlib.data as d\n"
+        "print(hwlib.__file__)\n"
+        "print(d.load_splits()['test'].num_rows, d.data_source())\n"
+        "import torch as again; print(again.__version__ == torch.__version__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HWLIB_DATA_DIR", "PYTHONPATH")}
+    result = subprocess.run([str(python), "-c", code], cwd=elsewhere, capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-3].startswith(site), lines  # the fresh, non-editable copy, not this clone
+    assert lines[-2] == "12284 bundled copy (sha256 verified)"
+    assert lines[-1] == "True"
