@@ -79,6 +79,6 @@ def calibrate(validation_folder: str | Path, test_folder: str | Path, output_dir
         name: compute_metrics(validation["gold"].tolist(), apply_offsets(validation_scores, shift))["macro_f1"]
         for name, shift in (("raw", (0.0, 0.0, 0.0)), ("calibrated", offsets))
     }
-    write_json(Path(output_dir) / METRICS, calibrated)
     write_json(Path(output_dir) / CALIBRATION, {"offsets": calibrated["offsets"], "fitted_on": str(validation_folder)})
+    write_json(Path(output_dir) / METRICS, calibrated)  # last: its presence marks a finished calibration
     return calibrated

@@ -28,12 +28,15 @@ def metrics_table(evaluations: dict[str, str | Path]) -> str:
     """A Markdown table of macro-F1, macro-recall, accuracy and invalid rate for titled evaluation folders."""
     lines = ["| model | method | split (rows) | macro-F1 | macro-recall | accuracy | invalid | tweets/s |",
              "|---|---|---|---|---|---|---|---|"]
+    sources = []
     for title, folder in evaluations.items():
         m = read_metrics(folder)
+        source = m.get("data_source", "not recorded")
+        sources += [] if source in sources else [source]
         speed = f"{m['tweets_per_s']:.1f}" if m.get("tweets_per_s") else "–"
         lines.append(f"| {title} | {m['method']} | {m['split']} ({m['rows']:,}) | {_pct(m['macro_f1'])} | "
                      f"{_pct(m['macro_recall'])} | {_pct(m['accuracy'])} | {_pct(m['invalid_rate'])} | {speed} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + f"\n\nData read from: {'; '.join(sources)}."
 
 
 def per_class_table(metrics: dict) -> str:
@@ -53,6 +56,15 @@ def examples_table(folder: str | Path) -> str:
         said = str(row[output]).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {text} | {row['gold']} | {said} |")
     return "\n".join(lines)
+
+
+def _from_repository_root(folder: Path) -> str:
+    """The folder as a path from the repository root (where the README's commands run), else as absolute."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return folder.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return folder.resolve().as_posix()
 
 
 def write_card(run_dir: str | Path, evaluations: dict[str, str | Path], headline: str,
@@ -118,7 +130,8 @@ The `score` method instead compares the log-probabilities of the three labels af
 
 ## Training
 
-- Data: `cardiffnlp/tweet_eval`, config `sentiment`, train split: {run['examples']:,} examples
+- Data: `cardiffnlp/tweet_eval`, config `sentiment`, read from {run.get('data_source', 'a source this run did not record')};
+  train split: {run['examples']:,} examples
   ({', '.join(f'{k} {v:,}' for k, v in run['examples_per_class'].items())}; sampling `{config['sampling']}`,
   seed {config['seed']}).
 - TRL `SFTTrainer`, loss on the answer tokens only (end-of-turn token included); {config['epochs']:g} epoch,
@@ -138,7 +151,7 @@ The `score` method instead compares the log-probabilities of the three labels af
 ## Use
 
 ```bash
-python -m hwlib predict --adapter {run_dir.as_posix()} "I love this song!"
+python -m hwlib predict --adapter {_from_repository_root(run_dir)} "I love this song!"
 ```
 """
     return write_text(run_dir / "README.md", text)

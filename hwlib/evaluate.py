@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import EvalConfig, HwlibError
-from .data import ID2LABEL, LABELS, load_split, sample_indices
+from .data import ID2LABEL, LABELS, data_source, load_split, sample_indices
 from .files import atomic_path, read_json, write_json
 from .metrics import compute_metrics, save_confusion_png
 from .postprocess import postprocess_sentiment
@@ -232,7 +232,8 @@ def evaluate(model, tokenizer, config: EvalConfig, output_dir: str | Path, model
     with atomic_path(output / PREDICTIONS) as tmp:
         table.to_csv(tmp, index=False)
     metrics = compute_metrics(table["gold"].tolist(), table["predicted"].fillna("").tolist())
-    metrics.update(method=config.method, split=config.split, limit=config.limit, model=model_name, adapter=adapter,
+    metrics.update(method=config.method, split=config.split, limit=config.limit, data_source=data_source(data_dir),
+                   model=model_name, adapter=adapter,
                    weights=weights(model), wall_time_s=round(wall_time, 2),
                    tweets_per_s=round(len(table) / wall_time, 3))
     write_json(output / EXAMPLES, examples(table, config.examples_per_class, config.seed))

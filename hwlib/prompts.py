@@ -93,6 +93,24 @@ ZEPHYR_TEMPLATE = (
 )
 
 
+# Each preset's chat format: the template's layout and the token that ends a turn (the token the model learns to stop
+# on). SmolLM2 and Lite-Oute use ChatML; TinyLlama-1.1B-Chat uses the Zephyr layout with its `</s>`.
+CHAT_FORMATS: dict[str, tuple[str, str, str]] = {
+    "smollm2-135m": ("ChatML", CHATML_TEMPLATE, "<|im_end|>"),
+    "lite-oute-300m": ("ChatML", CHATML_TEMPLATE, "<|im_end|>"),
+    "tinyllama-1.1b": ("Zephyr", ZEPHYR_TEMPLATE, "</s>"),
+}
+
+
+def render_in_format(tokenizer, preset: str, text: str, label: str) -> str:
+    """A training conversation laid out in a preset's chat format with that model's own end-of-turn token, rendered
+    offline with any tokenizer (the template is text; only the special tokens' spelling comes from the preset)."""
+    _, template, end_of_turn = CHAT_FORMATS[preset]
+    example = build_example(text, label)
+    return tokenizer.apply_chat_template(example["prompt"] + example["completion"], chat_template=template,
+                                         tokenize=False, eos_token=end_of_turn)
+
+
 def token_counts(tokenizer, text: str, label: str) -> dict[str, int]:
     """Tokens spent on each part of one training conversation."""
     def count(part: str) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from .config import ConfigError, HwlibError, TrainConfig, compute_dtype, device
-from .data import ID2LABEL, class_counts, load_split, subsample
+from .data import ID2LABEL, class_counts, data_source, load_split, subsample
 from .files import write_json
 from .models import load_model
 from .prompts import build_example, ensure_chat_template, supports_system_role
@@ -85,6 +85,66 @@ def sft_config(config: TrainConfig):
         use_cpu=device() == "cpu",
         dataloader_pin_memory=device() == "cuda",
     )
+
+
+# Why each setting that hwlib changes from peft's and TRL's defaults has the value it has (notebook 03 shows them).
+WHY = {
+    "r": "rank of the update B·A: the card's 8; the cpu profile's 16 was chosen on validation",
+    "lora_alpha": "the update is scaled by alpha / r (here 2), so r can change without retuning the learning rate",
+    "lora_dropout": "a little dropout on the adapter's input, against overfitting a few thousand tweets",
+    "target_modules": "the card adapts the attention keys and values only",
+    "task_type": "a causal LM: peft wraps the model for next-token prediction",
+    "bias": "biases stay frozen",
+    "output_dir": "checkpoints go inside the run folder, so --resume finds them",
+    "per_device_train_batch_size": "the card's batch size, 12",
+    "num_train_epochs": "the card's one pass over the data",
+    "max_steps": "a positive value stops early (the smoke profile)",
+    "learning_rate": "the card's 5e-4; the cpu profile's 2e-3 was chosen on validation",
+    "lr_scheduler_type": "linear decay (card) or cosine (cpu profile)",
+    "warmup_steps": "below 1 it is a share of the steps: a gentle start for the fresh adapter",
+    "max_length": "every tweet fits in 256 tokens with the prompt (notebook 01), so nothing is cut",
+    "completion_only_loss": "learn the answer only: prompt tokens get the label -100",
+    "activation_checkpointing": "recomputing activations saves memory a 135M model does not need, at ~30% more time",
+    "gradient_checkpointing": "recomputing activations saves memory a 135M model does not need, at ~30% more time",
+    "bf16": "from the one device rule (hwlib.config.compute_dtype)",
+    "fp16": "from the one device rule (hwlib.config.compute_dtype)",
+    "train_sampling_strategy": "batches of similar length waste less compute on padding",
+    "logging_steps": "how often the loss is recorded for the curve",
+    "save_steps": "a checkpoint to resume from every this many steps",
+    "save_total_limit": "keep the two newest checkpoints only",
+    "seed": "same seed, same run",
+    "data_seed": "same seed, same order of examples",
+    "report_to": "no external experiment tracker",
+    "disable_tqdm": "keep the progress bar with its time estimate",
+    "use_cpu": "train on the CPU when there is no GPU",
+    "dataloader_pin_memory": "pinned memory only helps copies to a GPU",
+}
+
+
+def changed_settings(settings) -> "pd.DataFrame":
+    """The fields of a config object (LoraConfig, SFTConfig) whose value differs from the class's declared default,
+    with the reason. Defaults are read from the dataclass fields, not by building a default object (TRL's refuses
+    to build on a CPU without `use_cpu`)."""
+    import dataclasses
+
+    import pandas as pd
+
+    def plain(value) -> str:
+        return str(sorted(value) if isinstance(value, (set, frozenset)) else value)
+
+    rows = []
+    for field in dataclasses.fields(settings):
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = None
+        value = getattr(settings, field.name)
+        if plain(value) != plain(default):
+            rows.append({"setting": field.name, "default": plain(default), "used": plain(value),
+                         "why": WHY.get(field.name, "derived by TRL/peft from the settings above")})
+    return pd.DataFrame(rows).set_index("setting")
 
 
 def build_trainer(config: TrainConfig, model=None, tokenizer=None, dataset: Dataset | None = None):
@@ -275,6 +335,7 @@ def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall
     save_loss_curve(history, output / LOSS_CURVE)
     write_json(output / RUN_CONFIG, {
         "config": config.to_dict(),
+        "data_source": data_source(config.data_dir),
         "examples": len(trainer.train_dataset),
         "examples_per_class": class_counts(dataset),
         "steps": trainer.state.global_step,

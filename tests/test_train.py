@@ -180,3 +180,28 @@ def test_smollm2_learns_the_answer_format(tmp_path, data_dir):
     pattern = re.compile(r"Classifying the sentiment of the message as (negative|neutral|positive)\.")
     assert all(pattern.fullmatch(r.strip()) for r in raw), raw
     assert all(labels)
+
+
+def test_changed_setting_is_refused_not_reused(smoke_run, data_dir):
+    from hwlib.train import ConfigMismatchError, train_or_load
+
+    same = train_config("smoke", output_dir=str(smoke_run), data_dir=str(data_dir))
+    assert train_or_load(same) == smoke_run  # identical settings: the finished run is reused
+    changed = train_config("smoke", output_dir=str(smoke_run), data_dir=str(data_dir), lora_dropout=0.1,
+                           learning_rate=1e-3)
+    with pytest.raises(ConfigMismatchError, match=r"lora_dropout: run has 0\.05, you asked for 0\.1") as error:
+        train_or_load(changed)
+    assert "learning_rate: run has 0.0005, you asked for 0.001" in str(error.value)
+    assert "output_dir=" in str(error.value)  # the message says the ways out
+
+
+def test_lesson_run_uses_the_shipped_adapter_without_training(tmp_path):
+    from hwlib.train import ConfigMismatchError, lesson_run, shipped_adapter
+
+    config = train_config("cpu", output_dir=str(tmp_path / "cpu"))
+    run_dir, how = lesson_run(config)
+    assert run_dir == tmp_path / "cpu-shipped" and "shipped adapter" in how
+    assert read_run(run_dir) == read_run(shipped_adapter("cpu"))
+    assert not (tmp_path / "cpu").exists()  # nothing trained
+    with pytest.raises(ConfigMismatchError, match=r"lora_r: run has 16, you asked for 8"):
+        lesson_run(train_config("cpu", output_dir=str(tmp_path / "cpu"), lora_r=8))

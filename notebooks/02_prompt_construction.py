@@ -1,0 +1,279 @@
+# %% [markdown]
+# # 02 · Prompt construction: from a tweet to the tokens a chat model reads
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/your-org/tweet-sentiment-qlora/blob/main/notebooks/02_prompt_construction.ipynb)
+#
+# A chat model does not read "a tweet". It reads one long string of tokens in which special markers say who is
+# speaking. This lesson builds that string for our task, the way the model card prescribes, and looks at every
+# piece of it.
+#
+# ## Learning objectives
+#
+# After this lesson you can:
+#
+# - state the card's three prompt parts (system prompt, user turn, answer sentence) and why the answer is a fixed
+#   sentence rather than a bare word;
+# - explain what a chat template is: special tokens, roles, and what `add_generation_prompt` appends;
+# - render the same conversation in ChatML (SmolLM2, Lite-Oute) and in TinyLlama's Zephyr layout, each with the
+#   model's own end-of-turn token;
+# - explain why the card's `postprocess_sentiment` returns the wrong label on a transcript, and how ours fixes it;
+# - see what the base model answers before any training, and why that motivates fine-tuning.
+#
+# **What you need.** Lesson 01. Time: about a minute on a CPU (the last section runs the 4-bit base model on a
+# few tweets), less on a GPU.
+# %%
+# NBVAL_SKIP
+# Colab only: clone the course and install what Colab lacks; Colab's own torch and numpy stay. Elsewhere: nothing.
+import os
+import subprocess
+import sys
+
+REPO = "your-org/tweet-sentiment-qlora"
+if "google.colab" in sys.modules:
+    if not os.path.isdir("/content/course"):
+        subprocess.run(["git", "clone", "--depth", "1", f"https://github.com/{REPO}.git", "/content/course"],
+                       check=True)
+    import runpy
+
+    runpy.run_path("/content/course/tools/colab_install.py")["install"]("/content/course")
+    os.chdir("/content/course/notebooks")
+
+# %%
+import os
+from pathlib import Path
+
+from hwlib.config import PROFILE_NOTES, default_profile, train_config
+
+PROFILE = os.environ.get("HWLIB_PROFILE") or default_profile()  # smoke | cpu | cpu-card | gpu | gpu-full
+config = train_config(PROFILE, output_dir=str(Path("..") / "runs" / PROFILE))
+print(f"profile {PROFILE!r}, model {config.model!r}: {PROFILE_NOTES[PROFILE]}")
+
+# %% [markdown]
+# ## The card's prompt
+#
+# The model card fixes three strings. The **system prompt** states the task once, the **user turn** carries the
+# tweet, and the **answer** is a short sentence ending in the label. A sentence instead of a bare word gives the
+# model a few tokens of "run-up" that look like natural text, and puts the label at a predictable place: right after
+# `...the message as`. Lesson 04 exploits exactly that place.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from hwlib.prompts import ANSWER_TEMPLATE, SYSTEM_PROMPT, USER_TEMPLATE
+
+print(SYSTEM_PROMPT)
+print(USER_TEMPLATE)
+print(ANSWER_TEMPLATE)
+
+# %% [markdown]
+# ## One training example, as a list of messages
+#
+# TRL's `SFTTrainer` accepts a *conversational prompt/completion* format: the prompt is a list of messages (system,
+# user) and the completion is the assistant's message. Keeping them apart is what lets the trainer compute the loss
+# on the completion only (lesson 03): the model is never asked to predict the system prompt or the tweet.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from hwlib.prompts import build_example
+
+build_example("Just got tickets for the show tonight!", "positive")
+
+# %% [markdown]
+# ## What a chat template is
+#
+# A list of messages is not yet text. Each chat model was trained on conversations laid out in one particular way,
+# and it ships that layout with its tokenizer as a small Jinja program, the **chat template**. The template wraps
+# every message in **special tokens**: tokens that never occur in normal text and that the tokenizer maps to single
+# ids, so the model can tell the structure from the content. In ChatML, `<|im_start|>` opens a turn and is followed by
+# the **role** (`system`, `user`, `assistant`); `<|im_end|>` closes it. The closing token matters doubly: at the end of
+# the assistant's turn it is the token the model must learn to produce so that generation stops.
+#
+# Here are the tokenizer's special tokens and their ids:
+
+# %%
+from hwlib.models import load_tokenizer
+
+tokenizer = load_tokenizer(config.model)
+{token: tokenizer.convert_tokens_to_ids(token) for token in tokenizer.all_special_tokens[:8]}
+
+# %% [markdown]
+# ### `add_generation_prompt`
+#
+# At training time the template renders the whole conversation, answer included. At inference time we have no
+# answer yet: we render the system and user turns and then ask the template to *open* the assistant's turn, so that
+# the model's next token is the first token of its reply. That is what `add_generation_prompt=True` does. The cell
+# below prints what it appends.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from hwlib.prompts import build_messages
+
+messages = build_messages("Just got tickets for the show tonight!")
+closed = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+opened = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+assert opened.startswith(closed)
+print(repr(opened[len(closed):]))
+
+# %% [markdown]
+# Only the assistant's opening marker and a newline: the rest of the prompt is identical. Forgetting this flag is a
+# classic bug; the model then tends to continue the *user's* turn instead of answering it.
+#
+# ### The rendered prompt as tokens
+#
+# The tokenizer turns the rendered string into ids. The table shows the first and last tokens of the prompt, and
+# whether each one is a special token. Note that `<|im_start|>` is one id, not eleven characters.
+
+# %%
+import pandas as pd
+
+ids = tokenizer(opened, add_special_tokens=False)["input_ids"]
+special = set(tokenizer.all_special_ids)
+rows = [{"position": i, "id": t, "token": tokenizer.convert_ids_to_tokens(t), "special": t in special}
+        for i, t in enumerate(ids)]
+pd.DataFrame(rows[:6] + rows[-8:]).set_index("position")
+
+# %% [markdown]
+# ## The same conversation in each model's format
+#
+# The course names three base models. SmolLM2 and Lite-Oute use ChatML, as above. TinyLlama-1.1B-Chat uses the
+# Zephyr layout: the role is written as `<|user|>` and every turn ends with the model's end-of-sequence token `</s>`.
+# The same messages therefore become different strings, and a model fine-tuned in one layout should be used in that
+# layout. Each is rendered here with its own end-of-turn token.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from hwlib.prompts import CHAT_FORMATS, render_in_format
+
+message = "Just got tickets for the show tonight!"
+for preset, (layout, _, end_of_turn) in CHAT_FORMATS.items():
+    print(f"--- {preset}: {layout}, turns end with {end_of_turn}")
+    print(render_in_format(tokenizer, preset, message, "positive"))
+
+# %% [markdown]
+# Some templates have no system role at all and raise an error when given one. `hwlib` detects that and moves the
+# system text to the start of the user turn instead, so the instruction is never lost:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from copy import deepcopy
+
+from hwlib.prompts import ZEPHYR_TEMPLATE, render_transcript
+
+no_system = deepcopy(tokenizer)
+no_system.chat_template = ZEPHYR_TEMPLATE.replace("{% for message", "{% if messages[0]['role'] == 'system' %}"
+                                                  "{{ raise_exception('System role not supported') }}{% endif %}"
+                                                  "{% for message")
+print(render_transcript(no_system, message, "positive"))
+
+# %% [markdown]
+# ## Where the tokens go
+#
+# How long is each part, in tokens, for one conversation? The system prompt is identical for every tweet, so
+# whatever it costs is paid again and again, in training and at inference.
+
+# %%
+from hwlib.prompts import token_counts
+
+counts = token_counts(tokenizer, message, "positive")
+counts
+
+# %%
+from IPython.display import Markdown, display
+
+display(Markdown(f"The system prompt and chat markup take **{counts['system prompt'] + counts['chat markup']}** of "
+                 f"the **{counts['total']}** tokens of this conversation; the tweet itself takes "
+                 f"{counts['user turn']}."))
+
+# %% [markdown]
+# For a short tweet the fixed parts dominate. Lesson 04's `score` computes the system prompt's keys and values once
+# and reuses them for every tweet; that is one of the reasons it is several times faster than generating.
+#
+# ## Reading the label back: the card's bug
+#
+# When a model *generates* its answer, we need to pull the label out of free text. The card does this with
+# `postprocess_sentiment`: split the text at "assistant", then take the first whole word negative, neutral or
+# positive. Its code keeps the part *before* the split. When the text is the model's reply alone, there is no
+# "assistant" in it and the function works. When the text is a whole transcript (prompt and reply decoded together,
+# which is what `model.generate` returns unless you cut the prompt off), the part before "assistant" is the system
+# prompt, and the first label word in it is "negative", from "Classify ... as exactly one word: 'negative', ...".
+# Every transcript would be labelled negative.
+#
+# Our `postprocess_sentiment` keeps the card's name and contract (lowercase label, "" when none) but reads the text
+# after the *last* "assistant" marker. The cell shows both on a positive example.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from hwlib.postprocess import card_postprocess_sentiment, postprocess_sentiment
+
+transcript = render_transcript(tokenizer, "ignore the negative reviews, great film", "positive")
+print("card's code:", repr(card_postprocess_sentiment(transcript)))
+print("ours:       ", repr(postprocess_sentiment(transcript)))
+
+# %% [markdown]
+# The card's code answers with the label named in the system prompt; ours reads the reply. Note the tweet itself
+# contains the word "negative": a function that searched the whole text would be fooled by that too.
+#
+# ## Zero-shot, before any training
+#
+# What does the base model answer, untrained, when asked this way? We load it in 4-bit (as lesson 03 will train it),
+# generate greedily for eight validation tweets and extract the label with our function.
+
+# %%
+from hwlib.data import ID2LABEL, load_split
+from hwlib.evaluate import generate
+from hwlib.models import load_model
+
+pd.set_option("display.max_colwidth", 100)
+model, tokenizer = load_model(config.model, config.quantize)
+tweets = load_split("validation").select(range(8))
+labels, raw = generate(model, tokenizer, tweets["text"], progress=False)
+zero_shot = pd.DataFrame({"message": tweets["text"], "correct": [ID2LABEL[y] for y in tweets["label"]],
+                          "model output": raw, "extracted": labels})
+zero_shot
+
+# %%
+found = (zero_shot["extracted"] != "").mean()
+right = (zero_shot["extracted"] == zero_shot["correct"]).mean()
+display(Markdown(f"A label could be extracted from **{found:.0%}** of these replies, and **{right:.0%}** are correct."))
+
+# %% [markdown]
+# Read the "model output" column. A 135M-parameter model (or, on the `smoke` profile, a random one) does not reliably
+# follow the instruction "respond with exactly one word": it may echo the prompt's wording, start a new line of
+# its own, or answer off-topic, and the regex then finds no label (an *invalid* answer). When it does name a label it
+# often names the same one for every tweet. This is the "before" picture: the model knows English but not our task
+# or our answer format. Fine-tuning teaches it both at once, because every training example ends with exactly the
+# answer sentence.
+#
+# ## Recap
+#
+# - The card's prompt: a fixed system prompt, the tweet in a `Message: "..."` user turn, and an answer sentence that
+#   puts the label right after `...the message as`.
+# - A chat template turns messages into text with special tokens for roles and turn ends; each model has its own
+#   (ChatML for SmolLM2 and Lite-Oute, Zephyr with `</s>` for TinyLlama). `add_generation_prompt=True` opens the
+#   assistant's turn for inference.
+# - The fixed parts of the prompt cost more tokens than a short tweet.
+# - The card's `postprocess_sentiment` reads the text before "assistant" and so labels every transcript with the
+#   system prompt's first label word; ours reads the reply.
+# - Untrained, the base model often gives no usable label: that is what fine-tuning fixes.
+#
+# ## Exercises
+#
+# 1. **Another prompt.** Write a shorter system prompt (for example, just "Classify the sentiment.") and render it
+#    with `tokenizer.apply_chat_template`. Count its tokens. *Expect:* roughly a third of the card's prompt; think
+#    about what the model loses when the allowed labels are no longer named.
+# 2. **Break the template.** Render `messages` with `add_generation_prompt=False` and generate from it with
+#    `model.generate`. *Expect:* the output no longer starts as an assistant reply; the extraction rate drops.
+# 3. **Find the bug yourself.** Decode a full `model.generate` output *with* its prompt
+#    (`tokenizer.decode(out[0])`) and feed it to `card_postprocess_sentiment` for ten tweets. *Expect:* "negative"
+#    for all ten, whatever the tweets say.
+# 4. **Token cost.** Use `token_counts` on the longest tweet you found in lesson 01. *Expect:* even then the fixed
+#    parts are a large share of the conversation.
+#
+# ## References
+#
+# - Hugging Face, *Chat templates* (transformers documentation): https://huggingface.co/docs/transformers/chat_templating
+# - TRL, *SFTTrainer* and its dataset formats (prompt/completion, conversational):
+#   https://huggingface.co/docs/trl/sft_trainer
+# - SmolLM2: L. Ben Allal et al., *SmolLM2: When Smol Goes Big*, 2025. https://arxiv.org/abs/2502.02737
+# - The model card this course follows: the repository's README, section "The model card this course follows".
+#
+# Next: lesson 03 fine-tunes the model on these conversations with QLoRA.
