@@ -25,8 +25,18 @@ def _field_type(field: dataclasses.Field):
     if typing.get_origin(base) is tuple:
         return str
     if base is bool:
-        return lambda text: text.lower() in ("1", "true", "yes", "on")
+        return _strict_bool
     return base
+
+
+def _strict_bool(text: str) -> bool:
+    """true/false, yes/no, on/off or 1/0; anything else is refused (a typo must not silently mean False)."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
 
 
 def _add_fields(parser: argparse.ArgumentParser, cls, skip: set[str]) -> None:
@@ -37,6 +47,11 @@ def _add_fields(parser: argparse.ArgumentParser, cls, skip: set[str]) -> None:
         flag = "--" + field.name.replace("_", "-")
         group.add_argument(flag, dest=field.name, type=_field_type(field), default=None,
                            help=f"default {field.default!r}")
+
+
+def _output(args: argparse.Namespace) -> dict:
+    """`--output` as the config's output_dir, only when given (the profile's default otherwise)."""
+    return {"output_dir": args.output} if args.output else {}
 
 
 def _overrides(args: argparse.Namespace, cls, skip: set[str] = frozenset()) -> dict:
@@ -70,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--model", help="a base model alone: preset, local folder or Hub id")
     evaluate.add_argument("--profile", choices=list(PROFILES))
     evaluate.add_argument("--output", required=True, help="folder for predictions.csv, metrics.json, PNGs")
+    evaluate.add_argument("--base", help="the base model, for an adapter folder without run_config.json")
     evaluate.add_argument("--quantize", default="nf4", help="base model weights: nf4 (default) or none")
     evaluate.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
     _add_fields(evaluate, EvalConfig, set())
@@ -79,29 +95,54 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
 
     predict = commands.add_parser("predict", help="classify messages given as arguments, in a file, or on stdin")
-    predict.add_argument("texts", nargs="*", help="messages (none: read lines from --file or stdin)")
+    predict.add_argument("texts", nargs="*", help="messages (none: read --file, else lines from stdin)")
     predict.add_argument("--adapter", required=True, help="a trained run folder")
-    predict.add_argument("--file", help="a text file, one message per line")
+    predict.add_argument("--base", help="the base model, for an adapter folder without run_config.json")
+    predict.add_argument("--file", help="messages in a .csv, .jsonl or .parquet file (column --text-column), or a "
+                                        "text file with one message per line")
+    predict.add_argument("--text-column", default="text", help="the column that holds the messages (default text)")
+    predict.add_argument("--output", help="write the predictions to a .csv or .jsonl file, with the input's row index")
+    predict.add_argument("--allow-empty", action="store_true",
+                         help="report empty messages as 'empty' instead of refusing the input")
+    predict.add_argument("--max-length", type=int, default=256,
+                         help="tokens of prompt + message + answer; longer messages are truncated (default 256)")
     predict.add_argument("--json", action="store_true", help="print one JSON object per message")
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _stop_cleanly_on_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "datasets", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except HwlibError as error:
+        if os.environ.get("HWLIB_TRACEBACK") == "1":
+            raise
         print(f"hwlib: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("hwlib: stopped; an interrupted training continues with --resume from its last checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so `finally` blocks remove temporary files."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _train(args) -> int:
     from .train import train
 
-    config = train_config(args.profile, output_dir=args.output, **_overrides(args, TrainConfig, TRAIN_SKIP))
+    config = train_config(args.profile, **_output(args), **_overrides(args, TrainConfig, TRAIN_SKIP))
     output = train(config, resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, one line, not one per process
         print(f"adapter saved in {output}")
@@ -111,8 +152,9 @@ def _train(args) -> int:
 def _run(args) -> int:
     from .pipeline import run
 
-    config = train_config(args.profile, output_dir=args.output, **_overrides(args, TrainConfig, TRAIN_SKIP))
-    evaluation = eval_config(config.profile, limit=args.eval_limit, generate_limit=args.generate_limit)
+    config = train_config(args.profile, **_output(args), **_overrides(args, TrainConfig, TRAIN_SKIP))
+    given = {"limit": args.eval_limit, "generate_limit": args.generate_limit}
+    evaluation = eval_config(config.profile, **{k: v for k, v in given.items() if v is not None})
     run(config, evaluation, resume=args.resume, overwrite=args.overwrite)
     return 0
 
@@ -123,8 +165,8 @@ def _evaluate(args) -> int:
 
     config = eval_config(args.profile, **_overrides(args, EvalConfig))
     if args.adapter:
-        model, tokenizer = load_adapter(args.adapter, merged=config.merged)
-        name = adapter_base_model(args.adapter)
+        model, tokenizer = load_adapter(args.adapter, merged=config.merged, base=args.base)
+        name = args.base or adapter_base_model(args.adapter)
     else:
         quantize = None if str(args.quantize).lower() == "none" else args.quantize
         model, tokenizer = load_model(args.model, quantize, merged=config.merged)
@@ -136,24 +178,42 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
-    from .evaluate import EvalError, predict
+    import pandas as pd
+
+    from .evaluate import EvalError, predict, read_messages
     from .models import load_adapter
 
-    texts = list(args.texts)
     if args.file:
-        with open(args.file, encoding="utf-8") as handle:
-            texts += [line.rstrip("\n") for line in handle if line.strip()]
-    elif not texts and not sys.stdin.isatty():
-        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not texts:
+        rows = read_messages(args.file, args.text_column)
+    elif args.texts:
+        rows = pd.DataFrame({"row": range(len(args.texts)), "text": args.texts})
+    elif not sys.stdin.isatty():
+        lines = sys.stdin.read().removeprefix("\ufeff").split("\n")
+        lines = [line.removesuffix("\r") for line in (lines[:-1] if lines and lines[-1] == "" else lines)]
+        rows = pd.DataFrame({"row": range(1, len(lines) + 1), "text": lines})  # stdin: line numbers
+    else:
         raise EvalError("no messages: pass them as arguments, with --file, or on stdin")
-    model, tokenizer = load_adapter(args.adapter, merged=True)
-    table = predict(model, tokenizer, texts, "score", progress=False)
+    if rows.empty:
+        raise EvalError("no messages: the input is empty")
+    empty = "report" if args.allow_empty else "refuse"
+    from .evaluate import _check_texts
+
+    _check_texts(rows["text"].tolist(), empty)  # refuse bad input before the model is loaded
+    model, tokenizer = load_adapter(args.adapter, merged=True, base=args.base)
+    table = predict(model, tokenizer, rows["text"].tolist(), "score", progress=False, empty=empty,
+                    max_length=args.max_length)
+    table.insert(0, "row", rows["row"].to_numpy())
+    if args.output:
+        from .evaluate import write_predictions
+
+        print(f"predictions written to {write_predictions(table, args.output)}")
+        return 0
     for record in table.to_dict(orient="records"):
         if args.json:
-            print(json.dumps(record, ensure_ascii=False))
+            print(json.dumps({k: (None if isinstance(v, float) and v != v else v) for k, v in record.items()},
+                             ensure_ascii=False))
         else:
-            probs = "  ".join(f"{k[2:]} {v:.3f}" for k, v in record.items() if k.startswith("p_"))
+            probs = "  ".join(f"{k[2:]} {v:.3f}" for k, v in record.items() if k.startswith("p_") and v == v)
             print(f"{record['predicted']:<8}  {probs}  {record['text']}")
     return 0
 

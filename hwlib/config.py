@@ -63,6 +63,7 @@ class EvalConfig:
     seed: int = 42
     examples_per_class: int = 2
     generate_limit: int | None = 500  # seeded sample for the card's (slower) generate method; 0/None skips it
+    max_length: int = 256  # prompt + message + answer in tokens (the training length); longer messages are truncated
     merged: bool = True  # predict with the NF4 weights dequantized and the adapter merged (same model, faster)
     calibrate: bool = True  # fit per-class offsets on validation, report test raw and calibrated
     baselines: bool = True  # put the TF-IDF + logistic-regression baseline in the results table
@@ -126,25 +127,74 @@ def _apply(config, overrides: dict):
     return dataclasses.replace(config, **overrides)
 
 
+def _check_ranges(config, rules: dict[str, tuple]) -> None:
+    """Refuse values that cannot work, naming the setting, the value and what it needs."""
+    for name, (ok, need) in rules.items():
+        value = getattr(config, name)
+        if not ok(value):
+            raise ConfigError(f"{name}={value!r} cannot work: it must be {need}")
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+TRAIN_RULES = {
+    "quantize": (lambda v: v in (None, "nf4"), "'nf4' (QLoRA) or None (plain LoRA)"),
+    "lora_r": (_positive_int, "a positive integer"),
+    "lora_alpha": (lambda v: isinstance(v, (int, float)) and v > 0, "positive"),
+    "lora_dropout": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "in [0, 1)"),
+    "learning_rate": (lambda v: isinstance(v, (int, float)) and v > 0, "positive"),
+    "warmup_ratio": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "in [0, 1)"),
+    "batch_size": (_positive_int, "a positive integer"),
+    "epochs": (lambda v: isinstance(v, (int, float)) and v > 0, "positive"),
+    "max_steps": (lambda v: isinstance(v, int) and (v == -1 or v >= 1), "-1 (the whole epoch) or a positive integer"),
+    "max_length": (lambda v: _positive_int(v) and v >= 32, "an integer of at least 32 tokens"),
+    "train_size": (lambda v: v is None or _positive_int(v), "None (every row) or a positive integer"),
+    "sampling": (lambda v: v in ("stratified", "balanced"), "'stratified' or 'balanced'"),
+    "logging_steps": (_positive_int, "a positive integer"),
+    "save_steps": (_positive_int, "a positive integer"),
+    "target_modules": (lambda v: len(v) > 0, "at least one module name, e.g. k_proj,v_proj"),
+}
+EVAL_RULES = {
+    "method": (lambda v: v in ("score", "generate"), "'score' or 'generate'"),
+    "split": (lambda v: v in ("train", "validation", "test"), "train, validation or test"),
+    "limit": (lambda v: v is None or _positive_int(v), "None (every row) or a positive number of rows"),
+    "batch_size": (_positive_int, "a positive number of messages"),
+    "max_new_tokens": (_positive_int, "a positive integer"),
+    "max_length": (lambda v: _positive_int(v) and v >= 32, "an integer of at least 32 tokens"),
+    "generate_limit": (lambda v: v is None or (isinstance(v, int) and v >= 0), "None or 0 (skip) or a row count"),
+}
+
+
 def train_config(profile: str | None = None, **overrides) -> TrainConfig:
-    """The profile's training settings (default by hardware) with `overrides` on top."""
+    """The profile's training settings (default by hardware) with `overrides` on top.
+
+    Every override given is applied, None included (`quantize=None` trains plain LoRA, `train_size=None` uses every
+    row); bad values are refused with the setting's name.
+    """
     profile = profile or default_profile()
     _check_profile(profile)
     config = _apply(TrainConfig(profile=profile, output_dir=f"runs/{profile}"), PROFILES[profile])
-    config = _apply(config, {k: v for k, v in overrides.items() if v is not None})
+    config = _apply(config, overrides)
     if isinstance(config.quantize, str) and config.quantize.lower() in ("", "none"):
         config.quantize = None
     if isinstance(config.target_modules, str):
         config.target_modules = tuple(m.strip() for m in config.target_modules.split(",") if m.strip())
+    config.target_modules = tuple(config.target_modules)
+    if config.output_dir is None:
+        raise ConfigError("output_dir=None: give a folder for the run (default runs/PROFILE)")
+    _check_ranges(config, TRAIN_RULES)
     return config
 
 
 def eval_config(profile: str | None = None, **overrides) -> EvalConfig:
-    """The profile's evaluation settings with `overrides` on top."""
+    """The profile's evaluation settings with `overrides` on top (None included: `limit=None` means every row)."""
     profile = profile or default_profile()
     _check_profile(profile)
-    config = _apply(EvalConfig(), EVAL_PROFILES[profile])
-    return _apply(config, {k: v for k, v in overrides.items() if v is not None})
+    config = _apply(_apply(EvalConfig(), EVAL_PROFILES[profile]), overrides)
+    _check_ranges(config, EVAL_RULES)
+    return config
 
 
 @lru_cache(maxsize=1)

@@ -146,8 +146,7 @@ def _read_parquet(file: Path) -> pd.DataFrame:
 
 def _read_text_layout(texts: Path, labels: Path) -> pd.DataFrame:
     """The cardiffnlp/tweeteval GitHub layout: one tweet per line, one label id per line."""
-    text_lines = texts.read_text(encoding="utf-8").splitlines()
-    label_lines = labels.read_text(encoding="utf-8").splitlines()
+    text_lines, label_lines = _lines(texts), _lines(labels)
     if len(text_lines) != len(label_lines):
         raise DataError(
             f"{texts} has {len(text_lines)} lines but {labels} has {len(label_lines)}: "
@@ -158,6 +157,20 @@ def _read_text_layout(texts: Path, labels: Path) -> pd.DataFrame:
     except ValueError as error:
         raise DataError(f"{labels} holds a line that is not an integer label ({error})") from error
     return pd.DataFrame({"text": text_lines, "label": label_ids})
+
+
+def _lines(file: Path) -> list[str]:
+    """A file's lines: UTF-8 with or without a byte-order mark, "\\n" or "\\r\\n" line ends. Only "\\n" ends a line, so a
+    Unicode line separator inside a tweet (U+2028, U+0085) stays in that tweet."""
+    try:
+        text = file.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{file} is not UTF-8 (undecodable byte at offset {error.start}): convert it, e.g. "
+                        f"`iconv -f latin1 -t utf-8 {file.name}`") from error
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def _validate(frame: pd.DataFrame, source: Path) -> None:
@@ -172,10 +185,20 @@ def _validate(frame: pd.DataFrame, source: Path) -> None:
             f"(first at row {bad[0]}: {frame['label'].iloc[bad[0]]})"
         )
     frame["label"] = labels.astype("int64")
-    frame["text"] = frame["text"].fillna("").astype(str)
+    frame["text"] = frame["text"].map(_as_text)
     blank = np.flatnonzero(frame["text"].str.strip() == "")
     if len(blank):
         log.warning("%s: %d empty or whitespace-only texts (rows %s); kept", source, len(blank), blank[:10].tolist())
+
+
+def _as_text(value) -> str:
+    """A text cell as a string: bytes are decoded as UTF-8 (not written as "b'...'"), missing values become ""."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(f"a text cell holds bytes that are not UTF-8 ({value[:20]!r}...)") from error
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
 def blank_rows(dataset: Dataset) -> list[int]:

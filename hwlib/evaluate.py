@@ -17,7 +17,8 @@ from .data import ID2LABEL, LABELS, data_source, load_split, sample_indices
 from .files import atomic_path, read_json, write_json
 from .metrics import compute_metrics, save_confusion_png
 from .postprocess import postprocess_sentiment
-from .prompts import answer, build_example, ensure_chat_template, render_prompt, supports_system_role
+from .prompts import (answer, build_example, ensure_chat_template, render_prompt, special_strings,
+                      supports_system_role)
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,56 @@ class Encoded:
     candidates: tuple[list[int], ...]
 
 
-def _check_texts(texts) -> list[str]:
+EMPTY = "empty"  # the outcome reported for an empty message with `empty="report"` (never a label)
+
+
+def _rows(indices: list[int]) -> str:
+    shown = ", ".join(map(str, indices[:10]))
+    return shown + (f" and {len(indices) - 10} more" if len(indices) > 10 else "")
+
+
+def _check_texts(texts, empty: str = "refuse") -> list[str]:
+    """The messages as a list of strings; empty or whitespace-only ones are refused (or allowed, `empty="report"`)."""
     texts = list(texts)
     if not texts:
         raise EvalError("no texts to classify: pass at least one message")
+    not_text = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if not_text:
+        raise EvalError(f"message(s) at row {_rows(not_text)} are not text ({type(texts[not_text[0]]).__name__}): "
+                        "pass strings (decode bytes first)")
+    blank = [i for i, t in enumerate(texts) if not t.strip()]
+    if blank and empty != "report":
+        raise EvalError(f"{len(blank)} empty or whitespace-only message(s) at row {_rows(blank)}: remove them, or "
+                        f"report them as {EMPTY!r} (--allow-empty; empty=\"report\" in Python)")
     return texts
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise EvalError(f"batch size must be a positive number of messages (got {batch_size!r})")
+
+
+def truncate_messages(tokenizer, texts: list[str], max_length: int) -> list[str]:
+    """Messages cut so that prompt + message + answer fit in `max_length` tokens (the training length); a warning
+    counts the messages that were cut. Beyond it the model was never trained, and far beyond it lies its context."""
+    from .prompts import render_transcript
+
+    overhead = len(tokenizer(render_transcript(tokenizer, "", LABELS[-1]), add_special_tokens=False)["input_ids"])
+    room = max_length - overhead
+    if room < 1:
+        raise EvalError(f"max_length {max_length} leaves no room for a message (the prompt alone takes {overhead} "
+                        "tokens): raise it")
+    cut, out = [], []
+    for i, text in enumerate(texts):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > room:
+            cut.append(i)
+            text = tokenizer.decode(ids[:room])
+        out.append(text)
+    if cut:
+        log.warning("%d message(s) longer than %d tokens were truncated to fit max_length=%d (rows %s)",
+                    len(cut), room, max_length, _rows(cut))
+    return out
 
 
 def encode_for_scoring(tokenizer, texts: list[str]) -> list[Encoded]:
@@ -54,10 +100,10 @@ def encode_for_scoring(tokenizer, texts: list[str]) -> list[Encoded]:
     label that splits into several tokens, or merges with its neighbours, is still scored correctly.
     """
     ensure_chat_template(tokenizer)
-    system_role = supports_system_role(tokenizer)
+    system_role, specials = supports_system_role(tokenizer), special_strings(tokenizer)
     encoded = []
     for text in texts:
-        example = build_example(text, LABELS[0], system_role)
+        example = build_example(text, LABELS[0], system_role, specials)
         ids = []
         for label in LABELS:
             example["completion"][0]["content"] = answer(label)
@@ -101,6 +147,7 @@ def score(model, tokenizer, texts, batch_size: int = 32, prefix_cache: bool = Tr
     one-token labels only the label tokens' logits (`label_head`). Each can be switched off to measure it.
     """
     texts = _check_texts(texts)
+    _check_batch_size(batch_size)
     encoded = encode_for_scoring(tokenizer, texts)
     prefix = shared_prefix_length(encoded) if prefix_cache else 0
     device = next(model.parameters()).device
@@ -115,6 +162,11 @@ def score(model, tokenizer, texts, batch_size: int = 32, prefix_cache: bool = Tr
                                         label_head)
         bar.update(len(batch))
     bar.close()
+    broken = np.flatnonzero(~np.isfinite(log_probs).all(axis=1)).tolist()
+    if broken:
+        raise EvalError(f"the model gave NaN or infinite label scores for {len(broken)} message(s) (row "
+                        f"{_rows(broken)}): its weights may be corrupted, or half precision overflowed; retry with "
+                        "HWLIB_COMPUTE_DTYPE=float32")
     probs = np.exp(log_probs - log_probs.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     return [ID2LABEL[i] for i in probs.argmax(axis=1)], probs
@@ -177,6 +229,7 @@ def generate(model, tokenizer, texts, batch_size: int = 16, max_new_tokens: int 
              progress: bool = True) -> tuple[list[str], list[str]]:
     """The card's method: batched greedy decoding, then `postprocess_sentiment`; labels ("" if none) and raw text."""
     texts = _check_texts(texts)
+    _check_batch_size(batch_size)
     device = next(model.parameters()).device
     tokenizer.padding_side = "left"
     raw: list[str] = []
@@ -192,18 +245,86 @@ def generate(model, tokenizer, texts, batch_size: int = 16, max_new_tokens: int 
 
 
 def predict(model, tokenizer, texts, method: str = "score", batch_size: int = 32, max_new_tokens: int = 16,
-            progress: bool = True) -> pd.DataFrame:
-    """A table of predictions: `predicted`, plus label probabilities (`score`) or raw output (`generate`)."""
-    if method == "score":
-        labels, probs = score(model, tokenizer, texts, batch_size=batch_size, progress=progress)
-        table = pd.DataFrame({"text": list(texts), "predicted": labels})
-        for j, name in enumerate(LABELS):
-            table[f"p_{name}"] = probs[:, j].round(6)
-        return table
-    if method == "generate":
-        labels, raw = generate(model, tokenizer, texts, batch_size, max_new_tokens, progress=progress)
-        return pd.DataFrame({"text": list(texts), "predicted": labels, "raw_output": raw})
-    raise EvalError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+            progress: bool = True, empty: str = "refuse", max_length: int | None = 256) -> pd.DataFrame:
+    """A table of predictions: `predicted`, plus label probabilities (`score`) or raw output (`generate`).
+
+    Empty messages are refused, or with `empty="report"` get the outcome "empty" (no label, no probabilities).
+    Messages longer than `max_length` tokens with the prompt are truncated, with a warning (None: no limit).
+    """
+    if method not in METHODS:
+        raise EvalError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    texts = _check_texts(texts, empty)
+    _check_batch_size(batch_size)
+    filled = [i for i, t in enumerate(texts) if t.strip()]
+    table = pd.DataFrame({"text": texts, "predicted": EMPTY})
+    if filled:
+        inputs = [texts[i] for i in filled]
+        if max_length is not None:
+            inputs = truncate_messages(tokenizer, inputs, max_length)
+        if method == "score":
+            labels, probs = score(model, tokenizer, inputs, batch_size=batch_size, progress=progress)
+            table.loc[filled, "predicted"] = labels
+            for j, name in enumerate(LABELS):
+                table[f"p_{name}"] = np.nan
+                table.loc[filled, f"p_{name}"] = probs[:, j].round(6)
+        else:
+            labels, raw = generate(model, tokenizer, inputs, batch_size, max_new_tokens, progress=progress)
+            table.loc[filled, "predicted"] = labels
+            table["raw_output"] = ""
+            table.loc[filled, "raw_output"] = raw
+    return table
+
+
+def read_messages(path: str | Path, text_column: str = "text") -> pd.DataFrame:
+    """Messages from a file, as a table of `row` (the input's row index; line number for text files) and `text`.
+
+    .csv, .jsonl/.json (one object per line) and .parquet take the column `text_column`; any other file is text
+    with one message per line. UTF-8 with or without a byte-order mark; Windows line ends are handled; only "\\n"
+    ends a line (a Unicode line separator inside a tweet stays in it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EvalError(f"{path} not found: give an existing file of messages (--file)")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif suffix == ".csv":
+            frame = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, dtype={text_column: str})
+        elif suffix in (".jsonl", ".json"):
+            frame = pd.read_json(path, lines=True, encoding="utf-8-sig", dtype={text_column: str})
+        else:
+            text = path.read_bytes().decode("utf-8-sig")
+            lines = text.split("\n")
+            if lines and lines[-1] == "":
+                lines.pop()
+            return pd.DataFrame({"row": range(1, len(lines) + 1), "text": [line.removesuffix("\r") for line in lines]})
+    except UnicodeDecodeError as error:
+        raise EvalError(f"{path} is not UTF-8 text (byte {error.start}): convert it, e.g. "
+                        f"`iconv -f latin1 -t utf-8 {path.name}`") from error
+    except (ValueError, OSError) as error:
+        raise EvalError(f"{path} could not be read as {suffix[1:]} ({error.__class__.__name__}: {error})") from error
+    if text_column not in frame.columns:
+        raise EvalError(f"{path} has no column {text_column!r} (found: {', '.join(map(str, frame.columns))}): "
+                        "name the messages' column with --text-column")
+    texts = frame[text_column]
+    if texts.map(lambda v: isinstance(v, bytes)).any():
+        texts = texts.map(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v)
+    return pd.DataFrame({"row": frame.index, "text": texts.map(lambda v: "" if v is None else v).tolist()})
+
+
+def write_predictions(table: pd.DataFrame, path: str | Path) -> Path:
+    """Predictions as .csv or .jsonl (by the file's suffix), written atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl"):
+        raise EvalError(f"--output {path}: use a .csv or .jsonl file name")
+    with atomic_path(path) as tmp:
+        if suffix == ".csv":
+            table.to_csv(tmp, index=False)
+        else:
+            table.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    return path
 
 
 def evaluation_rows(config: EvalConfig, data_dir=None) -> pd.DataFrame:
@@ -225,14 +346,15 @@ def evaluate(model, tokenizer, config: EvalConfig, output_dir: str | Path, model
     rows = evaluation_rows(config, data_dir)
     start = time.perf_counter()
     table = predict(model, tokenizer, rows["text"].tolist(), config.method, config.batch_size,
-                    config.max_new_tokens, progress)
+                    config.max_new_tokens, progress, max_length=config.max_length)
     wall_time = time.perf_counter() - start
     table.insert(0, "row", rows["row"])
     table.insert(2, "gold", rows["gold"])
     with atomic_path(output / PREDICTIONS) as tmp:
         table.to_csv(tmp, index=False)
     metrics = compute_metrics(table["gold"].tolist(), table["predicted"].fillna("").tolist())
-    metrics.update(method=config.method, split=config.split, limit=config.limit, data_source=data_source(data_dir),
+    metrics.update(method=config.method, split=config.split, limit=config.limit, seed=config.seed,
+                   data_source=data_source(data_dir),
                    model=model_name, adapter=adapter,
                    weights=weights(model), wall_time_s=round(wall_time, 2),
                    tweets_per_s=round(len(table) / wall_time, 3))

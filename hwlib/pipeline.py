@@ -12,6 +12,7 @@ from .calibration import calibrate
 from .card import metrics_table, write_card
 from .config import EvalConfig, TrainConfig
 from .evaluate import METRICS, compare_png, evaluate, read_metrics
+from .data import data_source
 from .files import write_json
 from .models import load_adapter, load_model
 from .train import RUN_CONFIG, read_run, train
@@ -51,7 +52,7 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | N
     folders = {title: eval_folder(run_dir, who, config) for title, (who, config) in plans.items()}
     loaded: dict[str, tuple] = {}
     for title, (who, config) in plans.items():
-        if (folders[title] / METRICS).is_file():  # computed earlier (an interrupted run, or the CLI): keep it
+        if _reusable(folders[title], config, data_dir, record["quantize"] is not None):  # computed earlier with the same settings: keep it
             continue
         if who not in loaded:
             loaded.clear()  # one model in memory at a time
@@ -70,6 +71,21 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | N
     examples_from = folders.get("fine-tuned, card's method", folders["fine-tuned"])
     write_card(run_dir, folders, "fine-tuned", examples_from, COMPARISON_PNG)
     return folders
+
+
+def _reusable(folder: Path, config: EvalConfig, data_dir: str | None, quantized: bool) -> bool:
+    """Whether an evaluation already in `folder` was made with these settings (data source, seed, merged or 4-bit
+    weights); settings it did not record are taken as equal. One made otherwise is computed again, with a log line."""
+    if not (folder / METRICS).is_file():
+        return False
+    recorded = read_metrics(folder)
+    wanted = {"data_source": data_source(data_dir), "seed": config.seed,
+              "weights": "4-bit" if quantized and not config.merged else "dense"}
+    differ = [k for k, v in wanted.items() if k in recorded and recorded[k] != v]
+    if differ:
+        log.info("%s was evaluated with other %s: evaluating again", folder, ", ".join(differ))
+        return False
+    return True
 
 
 def _calibrated(run_dir: Path, folders: dict[str, Path], config: EvalConfig) -> Path:

@@ -22,6 +22,28 @@ CHATML_TEMPLATE = (
 )
 
 Message = dict[str, str]
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+def special_strings(tokenizer) -> tuple[str, ...]:
+    """Every string the tokenizer reads as a special token (turn markers, end of text, ...), longest first."""
+    found = {token.content for token in getattr(tokenizer, "added_tokens_decoder", {}).values() if token.special}
+    found |= set(tokenizer.all_special_tokens)
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def neutralize(text: str, specials: tuple[str, ...]) -> str:
+    """The message with each special-token string in it broken by a zero-width space after its first character.
+
+    The chat template is rendered to text and then tokenized with special tokens recognised, so a tweet containing
+    `<|im_end|>` could otherwise close its own turn and write a fake assistant answer. Broken this way the string is
+    tokenized as ordinary characters and reads the same to a person. Training, `score` and `generate` all go
+    through this, so they see the same text.
+    """
+    for special in specials:
+        if special in text:
+            text = text.replace(special, special[0] + ZERO_WIDTH_SPACE + special[1:])
+    return text
 
 
 def answer(label: str) -> str:
@@ -29,18 +51,21 @@ def answer(label: str) -> str:
     return ANSWER_TEMPLATE.format(label=label)
 
 
-def build_messages(text: str, system_role: bool = True) -> list[Message]:
-    """System and user turns for one message; without a system role the system text opens the user turn."""
-    user = USER_TEMPLATE.format(text=text)
+def build_messages(text: str, system_role: bool = True, specials: tuple[str, ...] = ()) -> list[Message]:
+    """System and user turns for one message; without a system role the system text opens the user turn.
+
+    `specials` (from `special_strings(tokenizer)`) are neutralized in the message, so its text stays text."""
+    user = USER_TEMPLATE.format(text=neutralize(text, specials))
     if system_role:
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
     return [{"role": "user", "content": f"{SYSTEM_PROMPT}\n\n{user}"}]
 
 
-def build_example(text: str, label: str, system_role: bool = True) -> dict[str, list[Message]]:
+def build_example(text: str, label: str, system_role: bool = True,
+                  specials: tuple[str, ...] = ()) -> dict[str, list[Message]]:
     """One TRL conversational prompt/completion example (the loss falls on the completion only)."""
     return {
-        "prompt": build_messages(text, system_role),
+        "prompt": build_messages(text, system_role, specials),
         "completion": [{"role": "assistant", "content": answer(label)}],
     }
 
@@ -73,14 +98,14 @@ def _supports_system_role(template: str, tokenizer) -> bool:
 def render_prompt(tokenizer, text: str) -> str:
     """The prompt as the model sees it at inference: chat template applied, generation prompt appended."""
     ensure_chat_template(tokenizer)
-    messages = build_messages(text, supports_system_role(tokenizer))
+    messages = build_messages(text, supports_system_role(tokenizer), special_strings(tokenizer))
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def render_transcript(tokenizer, text: str, label: str) -> str:
     """Prompt and answer rendered as one conversation, as seen in training."""
     ensure_chat_template(tokenizer)
-    example = build_example(text, label, supports_system_role(tokenizer))
+    example = build_example(text, label, supports_system_role(tokenizer), special_strings(tokenizer))
     return tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
 
 
@@ -106,7 +131,7 @@ def render_in_format(tokenizer, preset: str, text: str, label: str) -> str:
     """A training conversation laid out in a preset's chat format with that model's own end-of-turn token, rendered
     offline with any tokenizer (the template is text; only the special tokens' spelling comes from the preset)."""
     _, template, end_of_turn = CHAT_FORMATS[preset]
-    example = build_example(text, label)
+    example = build_example(text, label, specials=special_strings(tokenizer) + (end_of_turn,))
     return tokenizer.apply_chat_template(example["prompt"] + example["completion"], chat_template=template,
                                          tokenize=False, eos_token=end_of_turn)
 

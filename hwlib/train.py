@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -14,8 +15,8 @@ from datasets import Dataset
 from .config import ConfigError, HwlibError, TrainConfig, compute_dtype, device
 from .data import ID2LABEL, class_counts, data_source, load_split, subsample
 from .files import write_json
-from .models import load_model
-from .prompts import build_example, ensure_chat_template, supports_system_role
+from .models import fingerprints, load_model
+from .prompts import build_example, ensure_chat_template, special_strings, supports_system_role
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,9 @@ class RunExistsError(HwlibError, FileExistsError):
 def training_examples(dataset: Dataset, tokenizer) -> Dataset:
     """TRL conversational prompt/completion rows built from `text`/`label` rows."""
     ensure_chat_template(tokenizer)
-    system_role = supports_system_role(tokenizer)
-    rows = [build_example(text, ID2LABEL[label], system_role) for text, label in zip(dataset["text"], dataset["label"])]
+    system_role, specials = supports_system_role(tokenizer), special_strings(tokenizer)
+    rows = [build_example(text, ID2LABEL[label], system_role, specials)
+            for text, label in zip(dataset["text"], dataset["label"])]
     return Dataset.from_list(rows)
 
 
@@ -187,36 +189,87 @@ def trainable_parameters(model) -> dict[str, int | str]:
             "trainable_dtype": "+".join(dtypes)}
 
 
+TRAIN_REQUEST = "train_request.json"  # the settings a run was started with; --resume must ask for the same
+CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether a folder holds a hwlib run (finished, interrupted, or started)."""
+    return any((folder / name).exists() for name in (RUN_CONFIG, TRAIN_REQUEST, CHECKPOINTS))
+
+
+def complete_checkpoints(output: Path) -> list[Path]:
+    """Checkpoints with every file a resume needs and a readable trainer state, oldest first (a process killed while
+    saving leaves an incomplete newest one, which is skipped)."""
+    found = []
+    for folder in sorted((output / CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
+        if all((folder / name).is_file() for name in CHECKPOINT_FILES):
+            try:
+                json.loads((folder / "trainer_state.json").read_text())
+            except ValueError:
+                continue
+            found.append(folder)
+    return found
+
+
 def prepare_output(output_dir: str | Path, resume: bool, overwrite: bool) -> Path | None:
-    """Check the output folder; returns the checkpoint to resume from, if any."""
+    """Check the output folder; returns the checkpoint to resume from, if any. Deletes nothing."""
     output = Path(output_dir)
     if resume and overwrite:
         raise ConfigError("choose resume or overwrite, not both")
-    checkpoints = sorted((output / CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    if (output / RUN_CONFIG).is_file() or checkpoints:
-        if overwrite:
-            shutil.rmtree(output)
-        elif not resume:
-            raise RunExistsError(
-                f"{output} already holds a run: pass resume=True (--resume) to continue it, "
-                "overwrite=True (--overwrite) to start again, or another output folder"
-            )
+    if output.is_file() or (output.is_dir() and any(output.iterdir()) and not is_run_folder(output)):
+        raise RunExistsError(f"{output} exists and is not a hwlib run folder: give a new or empty folder for the run "
+                             "(nothing was written)")
+    checkpoints = complete_checkpoints(output)
+    if is_run_folder(output) and not (resume or overwrite):
+        raise RunExistsError(
+            f"{output} already holds a run: pass resume=True (--resume) to continue it, "
+            "overwrite=True (--overwrite) to start again, or another output folder"
+        )
     if not resume:
         return None
     if (output / RUN_CONFIG).is_file():
         raise RunExistsError(f"{output} holds a finished run: nothing to resume (use --overwrite to train again)")
     if not checkpoints:
-        raise ConfigError(f"nothing to resume in {output}: no {CHECKPOINTS}/checkpoint-* folder")
+        raise ConfigError(f"nothing to resume in {output}: no complete {CHECKPOINTS}/checkpoint-* folder")
+    incomplete = sorted(set((output / CHECKPOINTS).glob("checkpoint-*")) - set(checkpoints))
+    if incomplete:
+        log.warning("skipping incomplete checkpoint(s) %s (interrupted while saving); resuming from %s",
+                    ", ".join(p.name for p in incomplete), checkpoints[-1].name)
     return checkpoints[-1]
 
 
+def _check_resume_settings(config: TrainConfig, output: Path) -> None:
+    request = output / TRAIN_REQUEST
+    if request.is_file():
+        differ = config_differences(config, json.loads(request.read_text()))
+        if differ:
+            listed = "; ".join(f"{name}: run started with {old!r}, you asked for {new!r}"
+                               for name, (old, new) in differ.items())
+            raise ConfigMismatchError(f"cannot resume {output} with other settings ({listed}): resume with the "
+                                      "run's settings, or start again with --overwrite")
+
+
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks: list | None = None) -> Path:
-    """Train the adapter the config describes and save it, with its record, into `config.output_dir`."""
+    """Train the adapter the config describes and save it, with its record, into `config.output_dir`.
+
+    With `overwrite`, the new run trains in a staging folder beside it and replaces the old run only once complete:
+    a failure (bad data folder, missing library, Ctrl-C, out of memory) leaves the old run as it was.
+    """
     output = Path(config.output_dir)
     checkpoint = prepare_output(output, resume, overwrite)
-    output.mkdir(parents=True, exist_ok=True)
-    dataset = training_data(config)
-    trainer = build_trainer(config, dataset=dataset)
+    if resume:
+        _check_resume_settings(config, output)
+    replacing = overwrite and is_run_folder(output)
+    folder = output.with_name(output.name + ".staging") if replacing else output
+    if replacing:
+        shutil.rmtree(folder, ignore_errors=True)
+    dataset = training_data(config)  # bad data fails here, before anything is written
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = dataclasses.replace(config, output_dir=str(folder))
+    if not resume:
+        write_json(folder / TRAIN_REQUEST, config.to_dict())
+    trainer = build_trainer(staged, dataset=dataset)
     for callback in callbacks or []:
         trainer.add_callback(callback)
     start = time.perf_counter()
@@ -225,9 +278,15 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
     if trainer.state.global_step < trainer.state.max_steps:
         log.warning("training stopped at step %d of %d; resume with --resume", trainer.state.global_step,
                     trainer.state.max_steps)
-        return output
+        return folder
     if trainer.is_world_process_zero():  # with `accelerate launch`, one process writes the run folder
-        save_run(trainer, config, dataset, result.metrics, wall_time)
+        save_run(trainer, config, dataset, result.metrics, wall_time, folder)
+        if replacing:
+            retired = output.with_name(output.name + ".replaced")
+            shutil.rmtree(retired, ignore_errors=True)
+            output.rename(retired)
+            folder.rename(output)
+            shutil.rmtree(retired)
     trainer.accelerator.wait_for_everyone()
     return output
 
@@ -274,7 +333,9 @@ def train_or_load(config: TrainConfig) -> Path:
         check_same_settings(config, output)
         log.info("%s already holds a finished run with these settings: reusing it", output)
         return output
-    return train(config, resume=any((output / CHECKPOINTS).glob("checkpoint-*")))
+    if complete_checkpoints(output):
+        return train(config, resume=True)  # refuses other settings than the run started with
+    return train(config, overwrite=is_run_folder(output))  # a run killed before its first checkpoint: start again
 
 
 # Adapters trained by `python -m hwlib run --profile NAME` and committed under data/adapters/, by profile.
@@ -319,9 +380,12 @@ def lesson_run(config: TrainConfig, train_now: bool = False) -> tuple[Path, str]
     return copy, f"the shipped adapter {shipped.parent.name}/{shipped.name} (copied to {copy})"
 
 
-def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall_time: float) -> None:
-    """Adapter, tokenizer, loss history and curve, then run_config.json last (its presence marks a finished run)."""
-    output = Path(config.output_dir)
+def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall_time: float,
+             folder: Path | None = None) -> None:
+    """Adapter, tokenizer, loss history and curve, then run_config.json last (its presence marks a finished run).
+
+    `folder` is where to write (a staging folder when overwriting); the record names `config.output_dir`."""
+    output = Path(folder or config.output_dir)
     staging = output / ".saving"
     shutil.rmtree(staging, ignore_errors=True)
     trainer.model.save_pretrained(staging)
@@ -330,7 +394,10 @@ def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall
     for item in staging.iterdir():
         item.replace(output / item.name)
     staging.rmdir()
-    history = loss_history(trainer.state.log_history)
+    # A run shorter than logging_steps logs no step loss: its record holds the final training loss instead.
+    history = loss_history(trainer.state.log_history) or [
+        {"step": trainer.state.global_step, "epoch": round(trainer.state.epoch or 0.0, 4),
+         "loss": metrics.get("train_loss"), "learning_rate": None}]
     write_json(output / LOSS_HISTORY, history)
     save_loss_curve(history, output / LOSS_CURVE)
     write_json(output / RUN_CONFIG, {
@@ -344,6 +411,7 @@ def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall
         "wall_time_s": round(wall_time, 1),
         "examples_per_s": round(metrics.get("train_samples_per_second", 0.0), 3),
         "parameters": trainable_parameters(trainer.model),
+        "fingerprints": fingerprints(config.model, output),
         "hardware": hardware(),
         "versions": versions(),
     })

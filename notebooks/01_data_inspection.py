@@ -120,13 +120,14 @@ display(Markdown(
 #   depend on how many tweets of the *other* classes there are, so macro-F1 sits in between.
 #
 # The cell below makes this concrete with a hypothetical classifier whose per-class recalls we fix by hand and
-# whose errors go to the other two classes in equal parts. Nothing is trained here: it is arithmetic on the priors.
+# whose errors go to the other two classes in equal parts. It is weak on negatives, as a model that learned the
+# training prior (few negatives) might be. Nothing is trained here: it is arithmetic on the priors.
 
 # %%
 import numpy as np
 import pandas as pd
 
-recall = np.array([0.60, 0.80, 0.70])  # a made-up classifier: recall on negative, neutral, positive
+recall = np.array([0.40, 0.90, 0.80])  # a made-up classifier: recall on negative, neutral, positive
 
 
 def metrics_under_prior(shares: np.ndarray) -> dict:
@@ -141,7 +142,8 @@ pd.DataFrame({name: metrics_under_prior(summary.loc[name, list(LABELS)].to_numpy
               for name in ("train", "test")}).T.round(3)
 
 # %% [markdown]
-# Same classifier, two priors: macro-recall is identical in both rows, accuracy and macro-F1 are not. This is why
+# Same classifier, two priors: macro-recall is identical in both rows; accuracy drops on test, where the class it
+# handles worst is twice as common, and macro-F1 drops less. This is why
 # SemEval-2017 ranked systems by macro-recall (they called it average recall) and why TweetEval kept it as the
 # official metric for this task. The model card we follow reports macro-F1, so our tables report both.
 #
@@ -230,10 +232,19 @@ from hwlib.data import duplicate_report
 
 duplicate_report(splits)
 
+# %%
+duplicates = duplicate_report(splits)["texts"]
+leaked = duplicates.filter(like="shared by").sum()
+display(Markdown(
+    f"**{duplicates['repeated within train']}** training tweets are exact repeats, and **{leaked}** tweets are shared "
+    "between splits." + (" No test tweet can be answered from memory of the training data." if leaked == 0 else
+                         " Those shared with test could be answered from memory: a careful report says so.")
+))
+
 # %% [markdown]
-# A handful of repeats within train is normal for tweets (retweets, bots, news headlines). The rows that matter are
-# the ones shared between splits: these few test tweets could be answered from memory. They are too few to move the
-# metrics noticeably, but a careful report says they exist.
+# A handful of repeats within train is normal for tweets (retweets, bots, news headlines); they give a few patterns
+# extra weight. The rows that would matter most are tweets shared between splits, because a model could answer them
+# from memory; the sentence above says whether this copy has any.
 #
 # ## Recap
 #
@@ -243,7 +254,8 @@ duplicate_report(splits)
 #   metric) and macro-recall side by side.
 # - The trivial "always neutral" baseline sets the floor: macro-recall one third.
 # - A training conversation is short, well under `max_length`, and about half of it is the fixed prompt.
-# - Labels are noisy and a few tweets are duplicated across splits: no model will be perfect.
+# - Labels are noisy, a few training tweets are repeated, and we checked the splits for shared tweets: no model will
+#   be perfect, and none can score by memorising test tweets it saw in training.
 #
 # ## Exercises
 #
@@ -252,7 +264,7 @@ duplicate_report(splits)
 #    class gets one third. Then try `"stratified"`. *Expect:* balanced gives 1,000 per class; stratified keeps the
 #    train shares you saw above.
 # 2. **The prior experiment.** Change `recall` in the hypothetical classifier to `[0.9, 0.5, 0.7]` (a model that
-#    over-predicts negative). *Expect:* its accuracy rises on test relative to train, because test has more
+#    is good at negatives). *Expect:* now its accuracy *rises* on test relative to train, because test has more
 #    negatives, while macro-recall stays at 0.7 in both rows.
 # 3. **Mislabelled tweets.** Print 20 random test tweets with their labels (`splits["test"].shuffle(seed=1)`) and
 #    mark the ones where you disagree with the label. *Expect:* you will disagree with a few, mostly on

@@ -193,9 +193,11 @@ display(Markdown(f"The system prompt and chat markup take **{counts['system prom
 # `postprocess_sentiment`: split the text at "assistant", then take the first whole word negative, neutral or
 # positive. Its code keeps the part *before* the split. When the text is the model's reply alone, there is no
 # "assistant" in it and the function works. When the text is a whole transcript (prompt and reply decoded together,
-# which is what `model.generate` returns unless you cut the prompt off), the part before "assistant" is the system
-# prompt, and the first label word in it is "negative", from "Classify ... as exactly one word: 'negative', ...".
-# Every transcript would be labelled negative.
+# which is what `model.generate` returns unless you cut the prompt off), the split lands in the wrong place. The first
+# "assistant" in a transcript is not the marker of the reply: it is the word in the system prompt itself, "You are a
+# helpful assistant". The part kept ends there, before the prompt even lists the labels, so the card's code finds no
+# label and every transcript counts as an invalid answer. (Were the split to land after the system prompt instead,
+# the first label word would be the prompt's own "negative", the same wrong answer for every tweet.)
 #
 # Our `postprocess_sentiment` keeps the card's name and contract (lowercase label, "" when none) but reads the text
 # after the *last* "assistant" marker. The cell shows both on a positive example.
@@ -209,7 +211,7 @@ print("card's code:", repr(card_postprocess_sentiment(transcript)))
 print("ours:       ", repr(postprocess_sentiment(transcript)))
 
 # %% [markdown]
-# The card's code answers with the label named in the system prompt; ours reads the reply. Note the tweet itself
+# The card's code finds nothing (the empty string means "no label"); ours reads the reply. Note the tweet itself
 # contains the word "negative": a function that searched the whole text would be fooled by that too.
 #
 # ## Zero-shot, before any training
@@ -251,8 +253,8 @@ display(Markdown(f"A label could be extracted from **{found:.0%}** of these repl
 #   (ChatML for SmolLM2 and Lite-Oute, Zephyr with `</s>` for TinyLlama). `add_generation_prompt=True` opens the
 #   assistant's turn for inference.
 # - The fixed parts of the prompt cost more tokens than a short tweet.
-# - The card's `postprocess_sentiment` reads the text before "assistant" and so labels every transcript with the
-#   system prompt's first label word; ours reads the reply.
+# - The card's `postprocess_sentiment` reads the text before the first "assistant", which on a transcript is the
+#   start of the system prompt, so it finds no label; ours reads the reply.
 # - Untrained, the base model often gives no usable label: that is what fine-tuning fixes.
 #
 # ## Exercises
@@ -263,8 +265,9 @@ display(Markdown(f"A label could be extracted from **{found:.0%}** of these repl
 # 2. **Break the template.** Render `messages` with `add_generation_prompt=False` and generate from it with
 #    `model.generate`. *Expect:* the output no longer starts as an assistant reply; the extraction rate drops.
 # 3. **Find the bug yourself.** Decode a full `model.generate` output *with* its prompt
-#    (`tokenizer.decode(out[0])`) and feed it to `card_postprocess_sentiment` for ten tweets. *Expect:* "negative"
-#    for all ten, whatever the tweets say.
+#    (`tokenizer.decode(out[0])`) and feed it to `card_postprocess_sentiment` for ten tweets. *Expect:* `""` (no
+#    label) for all ten, whatever the model answered; then remove "helpful assistant" from the system prompt and
+#    try again: now it is "negative" for all ten.
 # 4. **Token cost.** Use `token_counts` on the longest tweet you found in lesson 01. *Expect:* even then the fixed
 #    parts are a large share of the conversation.
 #

@@ -152,7 +152,7 @@ pd.DataFrame({
 # %% [markdown]
 # NF4 cuts the weights to about a quarter of their 16-bit size, and double quantization saves most of the remaining
 # overhead, at a rounding error that barely changes (the two error figures are nearly equal). The error itself is
-# not small, several percent of the weight's norm, and this is the point of QLoRA's design: the frozen base is
+# not small, roughly a tenth of the weight matrix's norm, and this is the point of QLoRA's design: the frozen base is
 # approximate, and the trainable adapter, kept in higher precision, learns on top of it (and can partly correct it).
 #
 # ## The LoRA: a low-rank update on `k_proj` and `v_proj`

@@ -86,13 +86,14 @@ def test_blank_texts_reported_and_kept(tmp_path, caplog):
     assert "2 empty or whitespace-only texts (rows [1, 3])" in caplog.text
 
 
-def test_one_line_error_from_python_c(tmp_path):
-    code = "import hwlib.data as d; print(d.load_splits()['test'].num_rows)"
+def test_one_line_error_from_the_command_line(tmp_path):
     env = {"HWLIB_DATA_DIR": str(tmp_path / "missing"), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert result.returncode == 1
+    result = subprocess.run([sys.executable, "-m", "hwlib", "search", "--output", str(tmp_path / "s")],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().count("\n") == 0 and str(tmp_path / "missing") in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("hwlib: error:")]
+    assert len(errors) == 1 and str(tmp_path / "missing") in errors[0]
 
 
 LABELS_600 = np.array([0] * 100 + [1] * 300 + [2] * 200)

@@ -1,0 +1,56 @@
+"""The table of bad inputs and faults, and what hwlib does with each: `tests/test_failures.py` runs every row,
+`tools/failure_table.py` prints it for the README (section "Inputs and failure behaviour"), so it is written once."""
+
+CASES: list[dict[str, str]] = [
+    # id, family, the case as a user meets it, the outcome the test asserts
+    dict(id="empty-message", family="input", case='`predict ""` or `predict "   "`',
+         outcome="refused: one line naming the rows; `--allow-empty` reports them as `empty`, never as a label"),
+    dict(id="injected-markers", family="input", case="a message containing `<|im_end|>` and a fake assistant turn",
+         outcome="the markers stay text: no special token ids in the message; scored as the same text with them escaped"),
+    dict(id="long-message", family="input", case="a message far beyond the training length (10,000 characters)",
+         outcome="truncated to `--max-length` tokens (256, the training length) with a warning that counts them"),
+    dict(id="missing-file", family="input", case="`predict --file missing.txt`",
+         outcome="one line: the file is not found"),
+    dict(id="not-utf8", family="input", case="`--file` in Latin-1, or a data folder's text file that is not UTF-8",
+         outcome="one line: not UTF-8, with the byte offset and an `iconv` command"),
+    dict(id="bom-crlf-separators", family="input", case="UTF-8 BOM, Windows line ends, U+2028 inside a tweet",
+         outcome="read correctly: no BOM in the first message, no stray `\\r`, the tweet stays one line"),
+    dict(id="csv-jsonl-parquet", family="input", case="`predict --file x.csv` (or .jsonl, .parquet) with a named column",
+         outcome="predictions carry the input's row index; `--output` writes .csv or .jsonl; a missing column is named"),
+    dict(id="bytes-column", family="input", case="a parquet text column holding bytes",
+         outcome="decoded as UTF-8, never written as `b'...'`"),
+    dict(id="batch-size", family="settings", case="`evaluate --batch-size -1` (or 0)",
+         outcome="one line: `batch_size=-1 cannot work: it must be a positive number of messages`"),
+    dict(id="bool-flag", family="settings", case="`train --group-by-length maybe`",
+         outcome="refused by the argument parser: not a boolean (it used to mean False)"),
+    dict(id="none-overrides", family="settings", case="`train_config(quantize=None)`, `train_config(train_size=None)`",
+         outcome="honoured: plain LoRA, every training row"),
+    dict(id="nan-scores", family="settings", case="a model whose scores come out NaN",
+         outcome="one line naming the rows and suggesting float32, instead of labels with probabilities 1/3"),
+    dict(id="overwrite-bad-data", family="runs", case="`train --overwrite` with a wrong `--data-dir`",
+         outcome="one line about the data folder; the previous run is untouched (training happens in a staging folder)"),
+    dict(id="non-run-folder", family="runs", case="`train --output` into a folder of other files",
+         outcome="refused before anything is written"),
+    dict(id="resume-other-settings", family="runs", case="`train --resume` with another learning rate",
+         outcome="refused with the list of differences"),
+    dict(id="short-run", family="runs", case="fewer steps than `logging_steps`",
+         outcome="finishes; the record holds the final training loss"),
+    dict(id="sigkill-mid-step", family="runs", case="SIGKILL during a training step, then `--resume`",
+         outcome="the final adapter is bit-identical to an uninterrupted run's"),
+    dict(id="sigkill-mid-save", family="runs", case="SIGKILL while a checkpoint is being written, then `--resume`",
+         outcome="the incomplete checkpoint is skipped; bit-identical to an uninterrupted run"),
+    dict(id="failed-write", family="runs", case="a write that fails half-way (`os.replace` raising)",
+         outcome="the previous file is intact and no temporary file is left"),
+    dict(id="flipped-byte", family="fingerprints", case="one flipped byte in `adapter_model.safetensors`",
+         outcome="one line: the file does not match the sha256 in run_config.json"),
+    dict(id="other-base", family="fingerprints", case="the adapter on a base of the same shape with other weights",
+         outcome="one line: not the base this adapter was trained on"),
+    dict(id="no-run-config", family="fingerprints", case="an adapter folder without run_config.json",
+         outcome="one line asking for `--base` (it used to load the Hub's model silently)"),
+]
+
+
+def markdown_table() -> str:
+    lines = ["| family | case | outcome |", "|---|---|---|"]
+    lines += [f"| {c['family']} | {c['case']} | {c['outcome']} |" for c in CASES]
+    return "\n".join(lines)
