@@ -91,10 +91,11 @@ def inference(profile: str, sample: int, adapter: Path | None, data_dir: str | N
 
 # ---------------------------------------------------------------- training
 
-VARIANTS = ("trl-defaults", "hwlib", "hwlib-bf16", "hwlib-bf16-adapter")
+VARIANTS = ("trl-defaults", "hwlib", "hwlib-shared-prefix", "hwlib-bf16", "hwlib-bf16-adapter")
 VARIANT_ENV = {  # per-process settings: malloc tuning is process-wide, the compute dtype is read once
     "trl-defaults": {"HWLIB_NO_MALLOC_TUNING": "1"},
     "hwlib": {"HWLIB_NO_MALLOC_TUNING": "0"},
+    "hwlib-shared-prefix": {"HWLIB_NO_MALLOC_TUNING": "0"},
     "hwlib-bf16": {"HWLIB_NO_MALLOC_TUNING": "0", "HWLIB_COMPUTE_DTYPE": "bfloat16"},
     "hwlib-bf16-adapter": {"HWLIB_NO_MALLOC_TUNING": "0"},
 }
@@ -113,7 +114,9 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
 
     config = train_config(profile, data_dir=data_dir, max_steps=steps, save_steps=10**6, logging_steps=1,
                           output_dir=str(output / variant))
-    config = dataclasses.replace(config, train_size=steps * config.batch_size)
+    # Every hwlib variant but one trains the plain way, so each row changes one thing against `hwlib`.
+    config = dataclasses.replace(config, train_size=steps * config.batch_size,
+                                 shared_prefix=variant == "hwlib-shared-prefix")
     dataset = training_data(config)
     model, tokenizer = load_model(config.model, config.quantize, trainable=True)
     if variant.startswith("hwlib"):
@@ -153,6 +156,7 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
         "activation_checkpointing": bool(trainer.args.gradient_checkpointing),
         "adapter_dtype": trainable_parameters(trainer.model)["trainable_dtype"],
         "compute_dtype": str(compute_dtype()).removeprefix("torch."),
+        "shared_prefix": config.shared_prefix if variant.startswith("hwlib") else False,
     }
 
 

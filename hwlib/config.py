@@ -43,6 +43,7 @@ class TrainConfig:
     save_steps: int = 50
     activation_checkpointing: bool = False  # TRL turns it on by default; a 135M model on CPU does not need it
     group_by_length: bool = True  # batches of similar length pad less
+    shared_prefix: bool = True  # run the prompt every example shares once per batch (hwlib.train.shared_prefix_inputs)
     data_dir: str | None = None
     output_dir: str = "runs/default"
     profile: str = "custom"

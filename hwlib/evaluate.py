@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .config import EvalConfig, HwlibError
 from .data import ID2LABEL, LABELS, data_source, load_split, sample_indices
 from .files import atomic_path, read_json, write_json
-from .metrics import compute_metrics, save_confusion_png
+from .metrics import bootstrap_interval, compute_metrics, save_confusion_png
 from .postprocess import postprocess_sentiment
 from .prompts import (answer, build_example, ensure_chat_template, render_prompt, special_strings,
                       supports_system_role)
@@ -353,6 +353,8 @@ def evaluate(model, tokenizer, config: EvalConfig, output_dir: str | Path, model
     with atomic_path(output / PREDICTIONS) as tmp:
         table.to_csv(tmp, index=False)
     metrics = compute_metrics(table["gold"].tolist(), table["predicted"].fillna("").tolist())
+    metrics["bootstrap_95"] = bootstrap_interval(table["gold"].tolist(), table["predicted"].fillna("").tolist(),
+                                                 seed=config.seed)
     metrics.update(method=config.method, split=config.split, limit=config.limit, seed=config.seed,
                    data_source=data_source(data_dir),
                    model=model_name, adapter=adapter,

@@ -149,6 +149,69 @@ def changed_settings(settings) -> "pd.DataFrame":
     return pd.DataFrame(rows).set_index("setting")
 
 
+MIN_SHARED_PREFIX = 8  # tokens; below this the extra forward pass costs more than it saves
+
+
+def shared_prefix_length(input_ids, attention_mask, labels) -> int:
+    """Leading tokens every row of a batch shares (the system prompt and chat markup), all real and all outside the
+    loss, keeping at least one token of each row; 0 when there is nothing worth sharing."""
+    import torch
+
+    if input_ids.shape[0] < 2:
+        return 0
+    same = (input_ids == input_ids[:1]).all(dim=0) & attention_mask.bool().all(dim=0)
+    length = int(same.long().cumprod(0).sum())
+    length = min(length, int(attention_mask.sum(dim=1).min()) - 1)
+    ignored = (labels[:, : length + 1] == -100).all(dim=0)
+    length = min(length, int(ignored.long().cumprod(0).sum()) - 1)  # the first label stays predictable
+    return length if length >= MIN_SHARED_PREFIX else 0
+
+
+def make_shared_prefix_trainer(base):
+    """`base` (TRL's SFTTrainer) with a `compute_loss` that runs the batch's common prefix once.
+
+    Every example starts with the same ~55 tokens (system prompt, chat markup). Here they go through the model once,
+    as a batch of one, with gradients (the LoRA weights on k_proj/v_proj shape their keys and values); the keys and
+    values are shared by every row through a broadcast cache, and only each row's own tokens are computed. The loss
+    and the LoRA gradients equal the plain path's up to float rounding (`tests/test_train.py`). TRL computes the loss
+    and its metrics as usual, on the rows' own tokens. Batches without a common prefix take the plain path.
+    """
+
+    class SharedPrefixSFTTrainer(base):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            shared = shared_prefix_inputs(model, inputs)
+            if shared is None:
+                if not getattr(self, "_told_plain", False):
+                    log.info("batch rows share no prefix of %d+ tokens: computing them whole", MIN_SHARED_PREFIX)
+                    self._told_plain = True
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return super().compute_loss(model, shared, return_outputs, num_items_in_batch)
+
+    return SharedPrefixSFTTrainer
+
+
+def shared_prefix_inputs(model, inputs: dict) -> dict | None:
+    """The batch rewritten to start after its shared prefix, with the prefix's keys and values (computed here, once,
+    with gradients) as a cache broadcast to every row; None when the rows share no usable prefix."""
+    import torch
+    from transformers import DynamicCache
+
+    input_ids, mask, labels = inputs["input_ids"], inputs.get("attention_mask"), inputs.get("labels")
+    if mask is None or labels is None or set(inputs) - {"input_ids", "attention_mask", "labels"}:
+        return None  # padding-free batches, or inputs this path does not know: leave them alone
+    prefix = shared_prefix_length(input_ids, mask, labels)
+    if not prefix:
+        return None
+    decoder = model.get_base_model().get_decoder() if hasattr(model, "get_base_model") else model.get_decoder()
+    cached = decoder(input_ids=input_ids[:1, :prefix], use_cache=True).cache
+    rows = input_ids.shape[0]
+    cache = DynamicCache([(layer[0].expand(rows, -1, -1, -1), layer[1].expand(rows, -1, -1, -1)) for layer in cached])
+    width = input_ids.shape[1] - prefix
+    positions = torch.arange(prefix, prefix + width, device=input_ids.device).unsqueeze(0).expand(rows, -1)
+    return {"input_ids": input_ids[:, prefix:], "attention_mask": mask, "labels": labels[:, prefix:],
+            "position_ids": positions, "cache": cache}
+
+
 def build_trainer(config: TrainConfig, model=None, tokenizer=None, dataset: Dataset | None = None):
     """An `SFTTrainer` ready to train: LoRA on the config's modules of a (by default 4-bit) base model."""
     import torch
@@ -157,7 +220,8 @@ def build_trainer(config: TrainConfig, model=None, tokenizer=None, dataset: Data
     if model is None:
         model, tokenizer = load_model(config.model, config.quantize, trainable=True)
     dataset = training_data(config) if dataset is None else dataset
-    trainer = SFTTrainer(
+    trainer_class = make_shared_prefix_trainer(SFTTrainer) if config.shared_prefix else SFTTrainer
+    trainer = trainer_class(
         model=model,
         args=sft_config(config),
         train_dataset=training_examples(dataset, tokenizer),
@@ -292,7 +356,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
 
 
 # Settings that only say where files go or how often to log: a run trained with other values is the same run.
-BOOKKEEPING = ("output_dir", "profile", "logging_steps", "save_steps", "data_dir")
+BOOKKEEPING = ("output_dir", "profile", "logging_steps", "save_steps", "data_dir",
+               "shared_prefix")  # the last changes how, not what: the same loss up to float rounding
 
 
 def config_differences(requested: TrainConfig, recorded: dict) -> dict[str, tuple]:

@@ -21,10 +21,12 @@ def test_bench_smoke(command, tmp_path, data_dir):
         assert rows[0]["method"].startswith("(a)") and rows[0]["ratio_to_a"] == 1.0
         assert {"tweets_per_s", "macro_f1", "agreement_with_a", "peak_rss_mb"} <= rows[-1].keys()
     else:
-        assert [r["variant"] for r in rows] == ["trl-defaults", "hwlib", "hwlib-bf16", "hwlib-bf16-adapter"]
+        assert [r["variant"] for r in rows] == ["trl-defaults", "hwlib", "hwlib-shared-prefix", "hwlib-bf16",
+                                                "hwlib-bf16-adapter"]
         assert rows[0]["activation_checkpointing"] and not rows[1]["activation_checkpointing"]
-        assert rows[2]["compute_dtype"] == "bfloat16"
-        assert [r["adapter_dtype"] for r in rows] == ["bfloat16", "float32", "float32", "bfloat16"]
+        assert [r["shared_prefix"] for r in rows] == [False, False, True, False, False]
+        assert rows[3]["compute_dtype"] == "bfloat16"
+        assert [r["adapter_dtype"] for r in rows] == ["bfloat16", "float32", "float32", "float32", "bfloat16"]
         assert all(r["steps"] == 2 and len(r["losses"]) == 2 for r in rows)
     assert "smoke" in result.stdout
 

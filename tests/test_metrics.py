@@ -38,3 +38,19 @@ def test_confusion_png(tmp_path):
     m = compute_metrics(Y_TRUE, Y_PRED)
     path = save_confusion_png({"before": m, "after": m}, tmp_path / "cm.png", normalised=True)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_bootstrap_interval_brackets_the_figure_and_shrinks_with_more_rows():
+    from hwlib.metrics import bootstrap_interval, compute_metrics
+
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 3, 3000)
+    y_pred = np.where(rng.random(3000) < 0.7, y_true, rng.integers(0, 3, 3000))
+    full = compute_metrics(y_true.tolist(), y_pred.tolist())
+    wide = bootstrap_interval(y_true[:300].tolist(), y_pred[:300].tolist(), resamples=300)
+    narrow = bootstrap_interval(y_true.tolist(), y_pred.tolist(), resamples=300)
+    low, high = narrow["macro_f1"]
+    assert low < full["macro_f1"] < high
+    assert high - low < wide["macro_f1"][1] - wide["macro_f1"][0]
+    assert bootstrap_interval(y_true.tolist(), y_pred.tolist(), resamples=50) == \
+        bootstrap_interval(y_true.tolist(), y_pred.tolist(), resamples=50)  # seeded

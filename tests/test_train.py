@@ -205,3 +205,67 @@ def test_lesson_run_uses_the_shipped_adapter_without_training(tmp_path):
     assert not (tmp_path / "cpu").exists()  # nothing trained
     with pytest.raises(ConfigMismatchError, match=r"lora_r: run has 16, you asked for 8"):
         lesson_run(train_config("cpu", output_dir=str(tmp_path / "cpu"), lora_r=8))
+
+
+def loss_and_gradients(model_name: str, quantize: str | None, shared: bool, tmp_path) -> tuple:
+    """One batch of 12 through TRL's loss, plain or with the shared prefix; dropout off so both see the same net."""
+    from hwlib.train import shared_prefix_inputs
+
+    config = train_config("smoke", output_dir=str(tmp_path / "run"), model=model_name, quantize=quantize,
+                          lora_dropout=0.0, max_length=256)
+    trainer = build_trainer(config)
+    model = trainer.model.train()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(12)])
+    inputs = shared_prefix_inputs(model, dict(batch)) if shared else dict(batch)
+    assert inputs is not None
+    loss = super(type(trainer), trainer).compute_loss(model, inputs)  # TRL's own loss, on what we pass
+    loss.backward()
+    return loss.item(), [p.grad.detach().clone() for p in model.parameters() if p.requires_grad]
+
+
+def relative_difference(a: list, b: list) -> float:
+    return (torch.sqrt(sum(((x - y) ** 2).sum() for x, y in zip(a, b))) /
+            torch.sqrt(sum((x ** 2).sum() for x in a))).item()
+
+
+@pytest.mark.parametrize("quantize", ["nf4", None])
+def test_shared_prefix_gives_the_plain_loss_and_gradients(quantize, tmp_path):
+    plain_loss, plain_grads = loss_and_gradients("tiny-random", quantize, False, tmp_path)
+    shared_loss, shared_grads = loss_and_gradients("tiny-random", quantize, True, tmp_path)
+    assert abs(plain_loss - shared_loss) <= 1e-5 * abs(plain_loss)
+    assert relative_difference(plain_grads, shared_grads) <= 1e-5
+
+
+@pytest.mark.slow
+def test_shared_prefix_on_a_real_smollm2_batch(tmp_path):
+    plain_loss, plain_grads = loss_and_gradients("smollm2-135m", "nf4", False, tmp_path)
+    shared_loss, shared_grads = loss_and_gradients("smollm2-135m", "nf4", True, tmp_path)
+    assert abs(plain_loss - shared_loss) <= 1e-5 * abs(plain_loss)
+    assert relative_difference(plain_grads, shared_grads) <= 1e-5
+
+
+def test_shared_prefix_length_rules():
+    from hwlib.train import shared_prefix_length
+
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 21]])
+    mask = torch.ones_like(ids)
+    labels = torch.full_like(ids, -100)
+    assert shared_prefix_length(ids, mask, labels) == 10
+    labels[:, 9:] = ids[:, 9:]  # the loss starts inside the shared part: keep that token's predictor outside
+    assert shared_prefix_length(ids, mask, labels) == 8
+    assert shared_prefix_length(ids[:, :7], mask[:, :7], torch.full_like(ids[:, :7], -100)) == 0  # too short
+    assert shared_prefix_length(ids[:1], mask[:1], labels[:1]) == 0  # one row: nothing to share
+
+
+def test_rows_without_a_common_prefix_take_the_plain_path(tmp_path, caplog):
+    import logging
+
+    from hwlib.train import shared_prefix_inputs
+
+    trainer = build_trainer(train_config("smoke", output_dir=str(tmp_path / "run")))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    batch["input_ids"][1, :4] = batch["input_ids"][1, :4].flip(0) + 1  # the second row now starts differently
+    assert shared_prefix_inputs(trainer.model, dict(batch)) is None
+    with caplog.at_level(logging.INFO, logger="hwlib.train"):
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+    assert torch.isfinite(loss) and "share no prefix" in caplog.text

@@ -55,8 +55,8 @@ def main() -> None:
                                   "peak_rss_mb"]))
     print("\n## training speed\n")
     print(bench("training-cpu", ["variant", "examples_per_s", "ratio", "s_per_step", "minor_faults_per_s",
-                                 "peak_rss_mb", "final_loss", "activation_checkpointing", "compute_dtype",
-                                 "adapter_dtype"]))
+                                 "peak_rss_mb", "final_loss", "shared_prefix", "activation_checkpointing",
+                                 "compute_dtype", "adapter_dtype"]))
     print("\n" + training_losses())
 
 
