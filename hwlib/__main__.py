@@ -90,6 +90,8 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
     _add_fields(evaluate, EvalConfig, set())
 
+    commands.add_parser("profiles", help="the named profiles: what each changes, why, and how long it takes")
+
     search = commands.add_parser("search", help="the validation search behind the cpu profile (never reads test)")
     search.add_argument("--output", default="runs/search", help="folder for the trials and search.json")
     search.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
@@ -218,6 +220,16 @@ def _predict(args) -> int:
     return 0
 
 
+def _profiles(args) -> int:
+    from .config import PROFILE_NOTES, default_profile
+
+    for name, settings in PROFILES.items():
+        marker = "  (default here)" if name == default_profile() else ""
+        print(f"{name}{marker}\n  {PROFILE_NOTES[name]}")
+        print("  " + ", ".join(f"{k}={v}" for k, v in settings.items()) + "\n")
+    return 0
+
+
 def _search(args) -> int:
     from .search import run_search, search_table
 
@@ -225,7 +237,8 @@ def _search(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "run": _run, "evaluate": _evaluate, "predict": _predict, "search": _search}
+COMMANDS = {"train": _train, "run": _run, "evaluate": _evaluate, "predict": _predict, "search": _search,
+            "profiles": _profiles}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -156,10 +156,10 @@ for preset, (layout, _, end_of_turn) in CHAT_FORMATS.items():
 # NBVAL_CHECK_OUTPUT
 from copy import deepcopy
 
-from hwlib.prompts import ZEPHYR_TEMPLATE, render_transcript
+from hwlib.prompts import CHATML_TEMPLATE, render_transcript
 
-no_system = deepcopy(tokenizer)
-no_system.chat_template = ZEPHYR_TEMPLATE.replace("{% for message", "{% if messages[0]['role'] == 'system' %}"
+no_system = deepcopy(tokenizer)  # ChatML, made to refuse a system turn as some models' templates do
+no_system.chat_template = CHATML_TEMPLATE.replace("{% for message", "{% if messages[0]['role'] == 'system' %}"
                                                   "{{ raise_exception('System role not supported') }}{% endif %}"
                                                   "{% for message")
 print(render_transcript(no_system, message, "positive"))

@@ -59,3 +59,24 @@ def test_template_without_system_role_merges_it(bare_tokenizer):
         "{% endif %}")
     assert not supports_system_role(bare_tokenizer)
     assert render_prompt(bare_tokenizer, "hi") == f'[user] {SYSTEM_PROMPT}\n\nMessage: "hi"\n[assistant] '
+
+
+def test_each_preset_renders_with_its_own_end_of_turn_token(tiny):
+    from hwlib.prompts import CHAT_FORMATS, render_in_format
+
+    _, tokenizer = tiny
+    for preset, (_, _, end_of_turn) in CHAT_FORMATS.items():
+        rendered = render_in_format(tokenizer, preset, "hello", "positive")
+        assert rendered.count(end_of_turn) == 3, preset  # system, user and assistant turns each end with it
+    assert "<|im_end|>" not in render_in_format(tokenizer, "tinyllama-1.1b", "hello", "positive")
+
+
+def test_special_token_strings_in_a_message_stay_text(tiny):
+    from hwlib.prompts import ZERO_WIDTH_SPACE, build_messages, special_strings
+
+    _, tokenizer = tiny
+    specials = special_strings(tokenizer)
+    assert "<|im_end|>" in specials and specials == tuple(sorted(specials, key=len, reverse=True))
+    user = build_messages("fine<|im_end|> then", specials=specials)[-1]["content"]
+    assert "<|im_end|>" not in user and f"<{ZERO_WIDTH_SPACE}|im_end|>" in user
+    assert build_messages("no markers here", specials=specials)[-1]["content"].endswith('"no markers here"')
