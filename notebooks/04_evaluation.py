@@ -81,8 +81,10 @@ print(f"run: {run_dir} ({how})\nevaluating {'all' if evaluation.limit is None el
 # probability per label, and the largest is the prediction. Unlike generating, this always returns one of the three
 # labels and needs one forward pass instead of a loop of them.
 #
-# We load the fine-tuned model as `hwlib` predicts with it: the NF4 weights dequantized once and the adapter merged
-# in (the same numbers the 4-bit layers compute, without dequantizing at every step; fast on a CPU).
+# We load the fine-tuned model as `hwlib` predicts with it: the NF4 weights dequantized once (exactly the values the
+# 4-bit layers compute with) and the adapter merged in, so no 4-bit kernel runs at every step; fast on a CPU. It is
+# not bit-identical in use: sums are rounded in another order, and on a few tweets in a hundred that flips a close call
+# (the README's Speed section measures the agreement with the 4-bit model).
 
 # %%
 import torch
