@@ -182,7 +182,7 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     import pandas as pd
 
-    from .evaluate import EvalError, predict, read_messages
+    from .evaluate import EvalError, check_texts, predict, read_messages, write_predictions
     from .models import load_adapter
 
     if args.file:
@@ -190,24 +190,21 @@ def _predict(args) -> int:
     elif args.texts:
         rows = pd.DataFrame({"row": range(len(args.texts)), "text": args.texts})
     elif not sys.stdin.isatty():
-        lines = sys.stdin.read().removeprefix("\ufeff").split("\n")
-        lines = [line.removesuffix("\r") for line in (lines[:-1] if lines and lines[-1] == "" else lines)]
+        from .data import split_lines
+
+        lines = split_lines(sys.stdin.read())
         rows = pd.DataFrame({"row": range(1, len(lines) + 1), "text": lines})  # stdin: line numbers
     else:
         raise EvalError("no messages: pass them as arguments, with --file, or on stdin")
     if rows.empty:
         raise EvalError("no messages: the input is empty")
     empty = "report" if args.allow_empty else "refuse"
-    from .evaluate import _check_texts
-
-    _check_texts(rows["text"].tolist(), empty)  # refuse bad input before the model is loaded
+    check_texts(rows["text"].tolist(), empty)  # refuse bad input before the model is loaded
     model, tokenizer = load_adapter(args.adapter, merged=True, base=args.base)
     table = predict(model, tokenizer, rows["text"].tolist(), "score", progress=False, empty=empty,
                     max_length=args.max_length)
     table.insert(0, "row", rows["row"].to_numpy())
     if args.output:
-        from .evaluate import write_predictions
-
         print(f"predictions written to {write_predictions(table, args.output)}")
         return 0
     for record in table.to_dict(orient="records"):

@@ -167,7 +167,13 @@ def _lines(file: Path) -> list[str]:
     except UnicodeDecodeError as error:
         raise DataError(f"{file} is not UTF-8 (undecodable byte at offset {error.start}): convert it, e.g. "
                         f"`iconv -f latin1 -t utf-8 {file.name}`") from error
-    lines = text.split("\n")
+    return split_lines(text)
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines of a text: a leading byte-order mark dropped, "\\r\\n" or "\\n" ends, no empty last line; other Unicode
+    line breaks (U+2028, U+0085) stay inside their line, as tweets may hold them."""
+    lines = text.removeprefix("\ufeff").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line.removesuffix("\r") for line in lines]

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import EvalConfig, HwlibError
-from .data import ID2LABEL, LABELS, data_source, load_split, sample_indices
+from .data import ID2LABEL, LABELS, data_source, load_split, sample_indices, split_lines
 from .files import atomic_path, read_json, write_json
 from .metrics import bootstrap_interval, compute_metrics, save_confusion_png
 from .postprocess import postprocess_sentiment
@@ -49,7 +49,7 @@ def _rows(indices: list[int]) -> str:
     return shown + (f" and {len(indices) - 10} more" if len(indices) > 10 else "")
 
 
-def _check_texts(texts, empty: str = "refuse") -> list[str]:
+def check_texts(texts, empty: str = "refuse") -> list[str]:
     """The messages as a list of strings; empty or whitespace-only ones are refused (or allowed, `empty="report"`)."""
     texts = list(texts)
     if not texts:
@@ -146,7 +146,7 @@ def score(model, tokenizer, texts, batch_size: int = 32, prefix_cache: bool = Tr
     length are batched together (`sort_by_length`); only the needed positions' logits are computed, and for
     one-token labels only the label tokens' logits (`label_head`). Each can be switched off to measure it.
     """
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     _check_batch_size(batch_size)
     encoded = encode_for_scoring(tokenizer, texts)
     prefix = shared_prefix_length(encoded) if prefix_cache else 0
@@ -228,7 +228,7 @@ def _score_batch(model, batch: list[Encoded], prefix: int, cache, device, tokeni
 def generate(model, tokenizer, texts, batch_size: int = 16, max_new_tokens: int = 16,
              progress: bool = True) -> tuple[list[str], list[str]]:
     """The card's method: batched greedy decoding, then `postprocess_sentiment`; labels ("" if none) and raw text."""
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     _check_batch_size(batch_size)
     device = next(model.parameters()).device
     tokenizer.padding_side = "left"
@@ -253,7 +253,7 @@ def predict(model, tokenizer, texts, method: str = "score", batch_size: int = 32
     """
     if method not in METHODS:
         raise EvalError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    texts = _check_texts(texts, empty)
+    texts = check_texts(texts, empty)
     _check_batch_size(batch_size)
     filled = [i for i, t in enumerate(texts) if t.strip()]
     table = pd.DataFrame({"text": texts, "predicted": EMPTY})
@@ -294,11 +294,8 @@ def read_messages(path: str | Path, text_column: str = "text") -> pd.DataFrame:
         elif suffix in (".jsonl", ".json"):
             frame = pd.read_json(path, lines=True, encoding="utf-8-sig", dtype={text_column: str})
         else:
-            text = path.read_bytes().decode("utf-8-sig")
-            lines = text.split("\n")
-            if lines and lines[-1] == "":
-                lines.pop()
-            return pd.DataFrame({"row": range(1, len(lines) + 1), "text": [line.removesuffix("\r") for line in lines]})
+            lines = split_lines(path.read_bytes().decode("utf-8-sig"))
+            return pd.DataFrame({"row": range(1, len(lines) + 1), "text": lines})
     except UnicodeDecodeError as error:
         raise EvalError(f"{path} is not UTF-8 text (byte {error.start}): convert it, e.g. "
                         f"`iconv -f latin1 -t utf-8 {path.name}`") from error
