@@ -177,13 +177,19 @@ def make_shared_prefix_trainer(base):
     and its metrics as usual, on the rows' own tokens. Batches without a common prefix take the plain path.
     """
 
+    import torch
+
     class SharedPrefixSFTTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            shared = shared_prefix_inputs(model, inputs)
+            if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+                shared, why = None, "data-parallel training (DDP must see the whole forward pass)"
+            else:
+                shared, why = shared_prefix_inputs(model, inputs), f"the rows share no prefix of {MIN_SHARED_PREFIX}+ tokens"
             if shared is None:
-                if not getattr(self, "_told_plain", False):
-                    log.info("batch rows share no prefix of %d+ tokens: computing them whole", MIN_SHARED_PREFIX)
-                    self._told_plain = True
+                told = self.__dict__.setdefault("_fallbacks_logged", set())
+                if why not in told:
+                    log.info("shared prefix not used: %s; computing the rows whole", why)
+                    told.add(why)
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             return super().compute_loss(model, shared, return_outputs, num_items_in_batch)
 
@@ -320,19 +326,25 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
     With `overwrite`, the new run trains in a staging folder beside it and replaces the old run only once complete:
     a failure (bad data folder, missing library, Ctrl-C, out of memory) leaves the old run as it was.
     """
+    from accelerate import PartialState
+
     output = Path(config.output_dir)
     checkpoint = prepare_output(output, resume, overwrite)
     if resume:
         _check_resume_settings(config, output)
     replacing = overwrite and is_run_folder(output)
     folder = output.with_name(output.name + ".staging") if replacing else output
-    if replacing:
-        shutil.rmtree(folder, ignore_errors=True)
     dataset = training_data(config)  # bad data fails here, before anything is written
-    folder.mkdir(parents=True, exist_ok=True)
+    processes = PartialState()
+    processes.wait_for_everyone()  # with `accelerate launch`, every process checks the folder before one writes
+    if processes.is_main_process:
+        if replacing:
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            write_json(folder / TRAIN_REQUEST, config.to_dict())
+    processes.wait_for_everyone()
     staged = dataclasses.replace(config, output_dir=str(folder))
-    if not resume:
-        write_json(folder / TRAIN_REQUEST, config.to_dict())
     trainer = build_trainer(staged, dataset=dataset)
     for callback in callbacks or []:
         trainer.add_callback(callback)
