@@ -74,7 +74,7 @@ def injected_markers(smoke_run, tmp_path):
     assert a == b and torch.allclose(torch.tensor(probs[0]), torch.tensor(probs[1]))
 
 
-def long_message(smoke_run, tmp_path, caplog=None):
+def long_message(smoke_run, tmp_path):
     from hwlib.evaluate import predict
     from hwlib.models import load_adapter
 
@@ -197,22 +197,22 @@ def non_run_folder(smoke_run, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
-class StopAt:
-    def __new__(cls, step):
-        from transformers import TrainerCallback
+def stop_at(step: int):
+    """A Trainer callback that stops training after `step` steps (an interruption, as Ctrl-C would leave it)."""
+    from transformers import TrainerCallback
 
-        class Stop(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                control.should_training_stop = state.global_step == step
+    class Stop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step == step
 
-        return Stop()
+    return Stop()
 
 
 def resume_other_settings(smoke_run, tmp_path):
     from hwlib.train import ConfigMismatchError, train
 
     config = train_config("smoke", output_dir=str(tmp_path / "run"))
-    train(config, callbacks=[StopAt(2)])
+    train(config, callbacks=[stop_at(2)])
     with pytest.raises(ConfigMismatchError, match=r"learning_rate: run started with 0\.0005, you asked for 0\.001"):
         train(train_config("smoke", output_dir=str(tmp_path / "run"), learning_rate=1e-3), resume=True)
 
@@ -275,8 +275,8 @@ def sigkill_mid_save(smoke_run, tmp_path):
     killed_then_resumed(tmp_path, "save", 4, smoke_run)  # checkpoint-4 is left without trainer_state.json
 
 
-def failed_write(smoke_run, tmp_path, monkeypatch=None):
-    from hwlib.files import write_json
+def failed_write(smoke_run, tmp_path):
+    from hwlib.files import current_umask, write_json
 
     target = tmp_path / "metrics.json"
     write_json(target, {"macro_f1": 0.5})
@@ -294,12 +294,6 @@ def failed_write(smoke_run, tmp_path, monkeypatch=None):
     assert json.loads(target.read_text()) == {"macro_f1": 0.5}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
     assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
-
-
-def current_umask() -> int:
-    from hwlib.files import current_umask as read
-
-    return read()
 
 
 # ---- fingerprints ------------------------------------------------------------------------------------------------
