@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+from .config import PACKAGE_PARENT
 from .data import LABELS
 from .evaluate import EXAMPLES, read_metrics
 from .files import read_json, write_text
@@ -60,9 +61,8 @@ def examples_table(folder: str | Path) -> str:
 
 def _from_repository_root(folder: Path) -> str:
     """The folder as a path from the repository root (where the README's commands run), else as absolute."""
-    root = Path(__file__).resolve().parent.parent
     try:
-        return folder.resolve().relative_to(root).as_posix()
+        return folder.resolve().relative_to(PACKAGE_PARENT).as_posix()
     except ValueError:
         return folder.resolve().as_posix()
 

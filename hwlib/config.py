@@ -9,6 +9,9 @@ from functools import lru_cache
 from pathlib import Path
 
 PROFILE_ENV = "HWLIB_PROFILE"
+# The folder that holds the `hwlib` package: a clone's root (with data/, notebooks/) when running from a clone or an
+# editable install; site-packages after a regular install.
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
 class HwlibError(Exception):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset, DatasetDict
 
-from .config import HwlibError
+from .config import PACKAGE_PARENT, HwlibError
 
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 ID2LABEL: dict[int, str] = dict(enumerate(LABELS))
@@ -40,8 +40,7 @@ HUB_SOURCE = f"hub:{HUB_DATASET[0]}/{HUB_DATASET[1]}"
 def bundled_dir() -> Path | None:
     """The copy that ships with the course: `data/tweet_eval_sentiment/` in a clone, `hwlib/bundled_data/` when
     installed from a wheel; None when neither holds the parquet files."""
-    package = Path(__file__).resolve().parent
-    for folder in (package.parent / "data" / "tweet_eval_sentiment", package / "bundled_data"):
+    for folder in (PACKAGE_PARENT / "data" / "tweet_eval_sentiment", PACKAGE_PARENT / "hwlib" / "bundled_data"):
         if all((folder / f"{split}.parquet").is_file() for split in SPLITS):
             return folder
     return None

@@ -17,7 +17,7 @@ from .data import ID2LABEL, LABELS, data_source, load_split, sample_indices, spl
 from .files import atomic_path, read_json, write_json
 from .metrics import bootstrap_interval, compute_metrics, save_confusion_png
 from .postprocess import postprocess_sentiment
-from .prompts import (answer, build_example, ensure_chat_template, render_prompt, special_strings,
+from .prompts import (answer, build_example, ensure_chat_template, render_prompt, render_transcript, special_strings,
                       supports_system_role)
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,6 @@ def _check_batch_size(batch_size: int) -> None:
 def truncate_messages(tokenizer, texts: list[str], max_length: int) -> list[str]:
     """Messages cut so that prompt + message + answer fit in `max_length` tokens (the training length); a warning
     counts the messages that were cut. Beyond it the model was never trained, and far beyond it lies its context."""
-    from .prompts import render_transcript
-
     overhead = len(tokenizer(render_transcript(tokenizer, "", LABELS[-1]), add_special_tokens=False)["input_ids"])
     room = max_length - overhead
     if room < 1:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from .config import ConfigError, HwlibError, TrainConfig, compute_dtype, device
+from .config import PACKAGE_PARENT, ConfigError, HwlibError, TrainConfig, compute_dtype, device
 from .data import ID2LABEL, class_counts, data_source, load_split, subsample
 from .files import write_json
 from .models import fingerprints, load_model
@@ -155,8 +155,6 @@ MIN_SHARED_PREFIX = 8  # tokens; below this the extra forward pass costs more th
 def shared_prefix_length(input_ids, attention_mask, labels) -> int:
     """Leading tokens every row of a batch shares (the system prompt and chat markup), all real and all outside the
     loss, keeping at least one token of each row; 0 when there is nothing worth sharing."""
-    import torch
-
     if input_ids.shape[0] < 2:
         return 0
     same = (input_ids == input_ids[:1]).all(dim=0) & attention_mask.bool().all(dim=0)
@@ -176,7 +174,6 @@ def make_shared_prefix_trainer(base):
     and the LoRA gradients equal the plain path's up to float rounding (`tests/test_train.py`). TRL computes the loss
     and its metrics as usual, on the rows' own tokens. Batches without a common prefix take the plain path.
     """
-
     import torch
 
     class SharedPrefixSFTTrainer(base):
@@ -184,7 +181,8 @@ def make_shared_prefix_trainer(base):
             if isinstance(model, torch.nn.parallel.DistributedDataParallel):
                 shared, why = None, "data-parallel training (DDP must see the whole forward pass)"
             else:
-                shared, why = shared_prefix_inputs(model, inputs), f"the rows share no prefix of {MIN_SHARED_PREFIX}+ tokens"
+                shared = shared_prefix_inputs(model, inputs)
+                why = f"the rows share no prefix of {MIN_SHARED_PREFIX}+ tokens"
             if shared is None:
                 told = self.__dict__.setdefault("_fallbacks_logged", set())
                 if why not in told:
@@ -425,7 +423,7 @@ def shipped_adapter(profile: str) -> Path | None:
     name = SHIPPED_ADAPTERS.get(profile)
     if name is None:
         return None
-    roots = (Path(__file__).resolve().parent.parent, Path.cwd(), Path.cwd().parent)
+    roots = (PACKAGE_PARENT, Path.cwd(), Path.cwd().parent)
     for root in roots:
         folder = root / "data" / "adapters" / name
         if (folder / RUN_CONFIG).is_file():
