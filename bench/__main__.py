@@ -42,9 +42,36 @@ def smoke_adapter(data_dir: str | None) -> Path:
 
 # ---------------------------------------------------------------- inference
 
+def non_embedding_parameters(model) -> int:
+    """Parameters the transformer layers multiply every token by (embeddings and the LM head excluded)."""
+    return sum(p.numel() for layer in model.get_decoder().layers for p in layer.parameters())
+
+
+def projection_peak(model, tokens: int, repeats: int = 20) -> float:
+    """The fp32 matmul limit, GFLOP/s, for one token's trip through every projection of one layer, each at its own
+    measured speed with `tokens` rows (the batch a score call multiplies): the compute limit score can approach."""
+    import torch
+
+    layer = model.get_decoder().layers[0]
+    shapes = [(m.in_features, m.out_features) for m in layer.modules() if isinstance(m, torch.nn.Linear)]
+    seconds = 0.0
+    for k, n in shapes:
+        a, b = torch.randn(tokens, k), torch.randn(n, k)
+        for _ in range(5):
+            a @ b.T
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b.T
+        seconds += (time.perf_counter() - start) / repeats
+    return 2 * tokens * sum(k * n for k, n in shapes) / seconds / 1e9
+
+
 def inference(profile: str, sample: int, adapter: Path | None, data_dir: str | None, seed: int) -> list[dict]:
-    """Each method on the same tweets: tweets/s, ratio to the card's method, macro-F1, agreement, peak RSS."""
-    from hwlib.evaluate import evaluation_rows, generate, score
+    """Each method on the same tweets: tweets/s, ratio to the card's method, macro-F1, agreement, peak RSS, and for
+    the merged model's scoring the share of the machine's fp32 matmul limit it reaches."""
+    import statistics
+
+    from hwlib.evaluate import encode_for_scoring, evaluation_rows, generate, score, shared_prefix_length
     from hwlib.metrics import compute_metrics
     from hwlib.models import load_adapter
 
@@ -56,6 +83,7 @@ def inference(profile: str, sample: int, adapter: Path | None, data_dir: str | N
     warm = texts[: min(8, len(texts))]
     methods = {
         "(a) card: generate + regex, 4-bit": (quantized, lambda m, t: generate(m, tokenizer, t, 16, progress=False)[0]),
+        "(a) generate + regex, merged": (merged, lambda m, t: generate(m, tokenizer, t, 16, progress=False)[0]),
         "(b) score, no speed-ups, 4-bit": (quantized, lambda m, t: score(
             m, tokenizer, t, prefix_cache=False, sort_by_length=False, label_head=False, progress=False)[0]),
         "score + label head, 4-bit": (quantized, lambda m, t: score(
@@ -70,6 +98,11 @@ def inference(profile: str, sample: int, adapter: Path | None, data_dir: str | N
         "(c) with batch 16": (merged, lambda m, t: score(m, tokenizer, t, batch_size=16, progress=False)[0]),
         "(c) with batch 64": (merged, lambda m, t: score(m, tokenizer, t, batch_size=64, progress=False)[0]),
     }
+    # The work score must do: every token past the shared prefix through every layer (2 FLOP per weight).
+    encoded = encode_for_scoring(tokenizer, texts)
+    own_tokens = statistics.mean(len(e.context) for e in encoded) - shared_prefix_length(encoded)
+    gflop_per_tweet = 2 * non_embedding_parameters(merged) * own_tokens / 1e9
+    peak = projection_peak(merged, tokens=round(EvalConfig().batch_size * own_tokens))
     results, reference = [], None
     for name, (model, method) in methods.items():
         method(model, warm)  # first-call costs (kernels, caches) are not the method's speed
@@ -77,15 +110,21 @@ def inference(profile: str, sample: int, adapter: Path | None, data_dir: str | N
         y_pred = method(model, texts)
         seconds = time.perf_counter() - start
         reference = reference or y_pred
-        results.append({
+        result = {
             "method": name, "tweets_per_s": round(len(texts) / seconds, 2),
             "macro_f1": round(compute_metrics(y_true, y_pred)["macro_f1"], 4),
             "agreement_with_a": round(sum(p == r for p, r in zip(y_pred, reference)) / len(texts), 4),
             "peak_rss_mb": round(peak_rss_mb()),
-        })
+        }
+        if model is merged and not name.startswith("(a)"):  # score on the merged model
+            result["share_of_peak"] = round(len(texts) / seconds * gflop_per_tweet / peak, 3)
+        results.append(result)
     base = results[0]["tweets_per_s"]
     for result in results:
         result["ratio_to_a"] = round(result["tweets_per_s"] / base, 2)
+    results.append({"method": "(limit) fp32 matmul peak at the model's projection shapes", "gflops": round(peak, 1),
+                    "gflop_per_tweet": round(gflop_per_tweet, 3), "own_tokens_per_tweet": round(own_tokens, 1),
+                    "tweets_per_s": round(peak / gflop_per_tweet, 2)})
     return results
 
 
@@ -246,7 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     defaults = DEFAULTS[args.profile]
     if args.command == "inference":
         results = inference(args.profile, args.sample or defaults["sample"], args.adapter, args.data_dir, args.seed)
-        print_table(results, ["method", "tweets_per_s", "ratio_to_a", "macro_f1", "agreement_with_a", "peak_rss_mb"])
+        print_table(results, ["method", "tweets_per_s", "ratio_to_a", "share_of_peak", "macro_f1", "agreement_with_a",
+                              "peak_rss_mb"])
     else:
         results = training(args.profile, args.steps or defaults["steps"], args.data_dir)
         print_table(results, ["variant", "examples_per_s", "ratio", "s_per_step", "minor_faults_per_s",

@@ -11,7 +11,7 @@ import sys
 import types
 import typing
 
-from .config import PROFILES, EvalConfig, HwlibError, TrainConfig, eval_config, train_config
+from .config import PROFILES, ConfigError, EvalConfig, HwlibError, TrainConfig, eval_config, train_config
 
 TRAIN_SKIP = {"profile", "output_dir"}
 
@@ -95,6 +95,15 @@ def parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="the validation search behind the cpu profile (never reads test)")
     search.add_argument("--output", default="runs/search", help="folder for the trials and search.json")
     search.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
+
+    curve = commands.add_parser("curve", help="learning curve: validation macro-F1 against training rows (never "
+                                              "reads test)")
+    curve.add_argument("--output", default="runs/curve", help="folder for the points and curve.json")
+    curve.add_argument("--sizes", default="600,1500,3000", help="training rows per point, comma-separated")
+    curve.add_argument("--sampling", default="balanced,stratified", help="balanced, stratified or both")
+    curve.add_argument("--seeds", default="42", help="seeds, comma-separated (several give mean ± sd)")
+    curve.add_argument("--wide", action="store_true", help="LoRA on every attention and MLP projection")
+    curve.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
 
     predict = commands.add_parser("predict", help="classify messages given as arguments, in a file, or on stdin")
     predict.add_argument("texts", nargs="*", help="messages (none: read --file, else lines from stdin)")
@@ -234,8 +243,30 @@ def _search(args) -> int:
     return 0
 
 
+def _int_list(value: str, name: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        numbers = ()
+    if not numbers or min(numbers) < 1:
+        raise ConfigError(f"--{name} {value!r}: give positive whole numbers separated by commas, e.g. 600,1500")
+    return numbers
+
+
+def _curve(args) -> int:
+    from .search import SAMPLINGS, curve_table, run_curve
+
+    samplings = tuple(s.strip() for s in args.sampling.split(",") if s.strip())
+    if not samplings or set(samplings) - set(SAMPLINGS):
+        raise ConfigError(f"--sampling {args.sampling!r}: choose from {', '.join(SAMPLINGS)}, comma-separated")
+    rows = run_curve(args.output, _int_list(args.sizes, "sizes"), samplings, _int_list(args.seeds, "seeds"),
+                     args.wide, args.data_dir)
+    print(curve_table(rows))
+    return 0
+
+
 COMMANDS = {"train": _train, "run": _run, "evaluate": _evaluate, "predict": _predict, "search": _search,
-            "profiles": _profiles}
+            "curve": _curve, "profiles": _profiles}
 
 if __name__ == "__main__":
     sys.exit(main())

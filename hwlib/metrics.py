@@ -121,3 +121,17 @@ def bootstrap_interval(y_true: Sequence[int | str], y_pred: Sequence[int | str],
     tail = (1 - level) / 2 * 100
     return {name: (round(float(np.percentile(values, tail)), 4), round(float(np.percentile(values, 100 - tail)), 4))
             for name, values in (("macro_f1", f1s), ("macro_recall", recalls))}
+
+
+def pairs_from_confusion(counts: Sequence[Sequence[int]]) -> tuple[list[str], list[str]]:
+    """The (gold, predicted) pairs a confusion matrix of counts stands for (rows: LABELS; columns: LABELS, then
+    invalid). The bootstrap only needs these pairs, so an interval can be computed for results that kept their
+    confusion matrix but not their predictions file."""
+    columns = [*LABELS, INVALID]
+    y_true, y_pred = [], []
+    for gold, row in zip(LABELS, counts):
+        for predicted, count in zip(columns, row):
+            y_true += [gold] * int(count)
+            y_pred += [predicted] * int(count)
+    return y_true, y_pred
+

@@ -1,4 +1,4 @@
-"""The validation search behind the improved `cpu` profile: a few short trainings, each scored on validation.
+"""The validation search behind the `cpu` profile: short trainings, each scored on validation, and the learning curve.
 
 Test is never read here. Every trial trains on the same seeded, class-balanced slice of train and is scored on the
 whole validation split; finished trials are reused, so an interrupted search continues where it stopped.
@@ -7,13 +7,14 @@ whole validation split; finished trials are reused, so an interrupted search con
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from .config import eval_config, train_config
 from .evaluate import METRICS, evaluate, read_metrics
 from .files import write_json
 from .models import load_adapter
-from .train import RUN_CONFIG, read_run, train
+from .train import RUN_CONFIG, read_run, train, train_or_load
 
 SEARCH_ROWS = 600  # per trial: ~50 steps, a few minutes on a 2-core CPU
 TRIALS: dict[str, dict] = {
@@ -62,3 +63,138 @@ def search_table(results: list[dict]) -> str:
     lines += [f"| {r['trial']} | {r['train_rows']} | {r['validation_macro_f1']:.4f} | "
               f"{r['validation_macro_recall']:.4f} | {r['validation_accuracy']:.4f} |" for r in results]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- learning curve
+
+CURVE_SIZES = (600, 1500, 3000, 6000, 12000)
+SAMPLINGS = ("balanced", "stratified")
+# The optional wider adapter: LoRA on every projection of attention and MLP, not only k_proj/v_proj.
+WIDE_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def point_name(rows: int, sampling: str, seed: int, wide: bool = False) -> str:
+    return f"{sampling}-{rows}-seed{seed}" + ("-wide" if wide else "")
+
+
+def validation_point(config, data_dir: str | None = None, progress: bool = True) -> dict:
+    """Train (or reuse, or resume) the run `config` describes, score all of validation once, return its row."""
+    folder = train_or_load(config)
+    scored = folder / "eval" / "adapter-score-validation-all"
+    if not (scored / METRICS).is_file():
+        model, tokenizer = load_adapter(folder, merged=True)
+        evaluate(model, tokenizer, eval_config(config.profile, split="validation", limit=None), scored, config.model,
+                 str(folder), data_dir, progress)
+        del model
+    metrics, record = read_metrics(scored), read_run(folder)
+    return {"train_rows": record["examples"], "sampling": config.sampling, "seed": config.seed,
+            "adapter": "wide" if tuple(config.target_modules) == WIDE_MODULES else "k_proj,v_proj",
+            "steps": record.get("steps"), "train_min": round(record["wall_time_s"] / 60, 1),
+            "validation_macro_f1": round(metrics["macro_f1"], 4),
+            "validation_macro_recall": round(metrics["macro_recall"], 4),
+            "validation_accuracy": round(metrics["accuracy"], 4)}
+
+
+def run_curve(root: str | Path = "runs/curve", sizes=CURVE_SIZES[:3], samplings=SAMPLINGS, seeds=(42,),
+              wide: bool = False, data_dir: str | None = None, progress: bool = True, profile: str = "cpu") -> list[dict]:
+    """The profile's recipe (`cpu`) trained on `sizes` rows of train, per sampling and seed, each scored on validation.
+
+    Points are trained in order (smallest first) and written to curve.json as each finishes, so an interrupted
+    curve keeps its finished points and continues with `python -m hwlib curve` again. Test is never read.
+    """
+    root = Path(root)
+    rows = []
+    for size in sizes:
+        for sampling in samplings:
+            for seed in seeds:
+                config = train_config(profile, output_dir=str(root / point_name(size, sampling, seed, wide)),
+                                      data_dir=data_dir, train_size=size, sampling=sampling, seed=seed,
+                                      **(dict(target_modules=WIDE_MODULES) if wide else {}))
+                rows.append(validation_point(config, data_dir, progress))
+                write_curve(root, rows)
+    return rows
+
+
+def write_curve(root: Path, rows: list[dict]) -> None:
+    """Merge `rows` into root/curve.json (points from earlier calls with other sizes or seeds are kept)."""
+    path = root / "curve.json"
+    known = json.loads(path.read_text())["rows"] if path.is_file() else []
+    key = lambda r: (r["train_rows"], r["sampling"], r["seed"], r["adapter"])  # noqa: E731
+    merged = {key(r): r for r in known} | {key(r): r for r in rows}
+    write_json(path, {"command": f"python -m hwlib curve --output {root}",
+                      "rows": sorted(merged.values(), key=key)})
+
+
+def curve_summary(rows: list[dict]) -> "pd.DataFrame":
+    """Mean and standard deviation over seeds per (adapter, sampling, train rows)."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    grouped = table.groupby(["adapter", "sampling", "train_rows"])
+    summary = grouped[["validation_macro_f1", "validation_macro_recall"]].agg(["mean", "std"])
+    summary.columns = [f"{metric.removeprefix('validation_')}_{stat}" for metric, stat in summary.columns]
+    summary["seeds"] = grouped["seed"].count()
+    summary["train_min"] = grouped["train_min"].mean().round(1)
+    return summary.reset_index()
+
+
+def curve_table(rows: list[dict]) -> str:
+    """The curve as a Markdown table: validation macro-F1 / macro-recall, mean ± sd where there are several seeds."""
+    def cell(mean, std, seeds):
+        return f"{mean:.4f}" if seeds < 2 else f"{mean:.4f} ± {std:.4f}"
+
+    lines = ["| adapter | sampling | train rows | seeds | validation macro-F1 | macro-recall | train min |",
+             "|---|---|---|---|---|---|---|"]
+    for r in curve_summary(rows).itertuples():
+        lines.append(f"| {r.adapter} | {r.sampling} | {r.train_rows:,} | {r.seeds} | "
+                     f"{cell(r.macro_f1_mean, r.macro_f1_std, r.seeds)} | "
+                     f"{cell(r.macro_recall_mean, r.macro_recall_std, r.seeds)} | {r.train_min} |")
+    return "\n".join(lines)
+
+
+def plot_curve(rows: list[dict], ax=None):
+    """Validation macro-F1 against training rows (log scale), one line per adapter and sampling, seeds as error bars."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for (adapter, sampling), group in curve_summary(rows).groupby(["adapter", "sampling"]):
+        ax.errorbar(group["train_rows"], group["macro_f1_mean"], yerr=group["macro_f1_std"].fillna(0), marker="o",
+                    capsize=3, label=f"{sampling}, {adapter}")
+    ax.set_xscale("log")
+    ax.set_xlabel("training rows (log scale)")
+    ax.set_ylabel("validation macro-F1")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def curve_findings(rows: list[dict]) -> list[str]:
+    """What the curve says, one sentence per comparison it can make: growth with data per sampling, balanced against
+    stratified at equal size, the seed-to-seed spread, and the wider adapter against k_proj/v_proj."""
+    summary = curve_summary(rows)
+    point = {(r.adapter, r.sampling, r.train_rows): r for r in summary.itertuples()}
+    narrow = summary[summary["adapter"] == "k_proj,v_proj"]
+    found = []
+    for sampling, group in narrow.groupby("sampling"):
+        group = group.sort_values("train_rows")
+        if len(group) > 1:
+            steps = ", ".join(f"{f:.3f} at {n:,}" for f, n in zip(group["macro_f1_mean"], group["train_rows"]))
+            found.append(f"{sampling} sampling: validation macro-F1 {steps} training rows")
+    for size in sorted(set(narrow["train_rows"])):
+        balanced, stratified = point.get(("k_proj,v_proj", "balanced", size)), point.get(
+            ("k_proj,v_proj", "stratified", size))
+        if balanced and stratified:
+            found.append(f"{size:,} rows, balanced minus stratified: macro-F1 "
+                         f"{balanced.macro_f1_mean - stratified.macro_f1_mean:+.3f}, macro-recall "
+                         f"{balanced.macro_recall_mean - stratified.macro_recall_mean:+.3f}")
+    for r in summary[summary["seeds"] > 1].itertuples():
+        found.append(f"{r.train_rows:,} {r.sampling} rows ({r.adapter}), {r.seeds} seeds: macro-F1 standard "
+                     f"deviation {r.macro_f1_std:.3f}, macro-recall {r.macro_recall_std:.3f}")
+    for r in summary[summary["adapter"] == "wide"].itertuples():
+        narrow_point = point.get(("k_proj,v_proj", r.sampling, r.train_rows))
+        if narrow_point:
+            found.append(f"wider adapter (every attention and MLP projection), {r.train_rows:,} {r.sampling} rows: "
+                         f"macro-F1 {r.macro_f1_mean - narrow_point.macro_f1_mean:+.3f} against k_proj/v_proj, "
+                         f"{r.train_min} against {narrow_point.train_min} min of training")
+    return found

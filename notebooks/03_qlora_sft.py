@@ -272,6 +272,41 @@ print(f"{prompt_length} prompt tokens masked with -100, {len(input_ids) - prompt
 # them are the same in every example ("Classifying the sentiment of the message as"); only the label token carries
 # the decision. That explains the loss curve below.
 #
+# ## One prompt, computed once per batch
+#
+# Every example starts with the same tokens: the system prompt and the chat markup before the tweet. In a causal
+# model the keys and values at those positions depend only on the tokens before them, so they are identical in every
+# row of a batch, and a plain training step computes them twelve times. hwlib's trainer (`make_shared_prefix_trainer`:
+# TRL's `SFTTrainer` with only `compute_loss` changed) runs the shared prefix once, as a batch of one and with
+# gradients, hands its keys and values to every row as a cache, and runs only each row's own tokens. It cannot keep
+# that cache from one step to the next: the LoRA weights on `k_proj` and `v_proj` change the prefix's keys and
+# values at every update. Below, four training rows: how much they share, and the loss computed both ways.
+
+# %%
+from trl import SFTTrainer
+
+from hwlib.train import shared_prefix_inputs, shared_prefix_length
+
+rows = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+shared_tokens = shared_prefix_length(rows["input_ids"], rows["attention_mask"], rows["labels"])
+real_tokens = int(rows["attention_mask"].sum())
+print(f"{shared_tokens} leading tokens are the same in all 4 rows; computing them once skips "
+      f"{3 * shared_tokens} of {real_tokens} token positions ({3 * shared_tokens / real_tokens:.0%})")
+trainer.model.eval()  # no dropout, so both ways see the same network
+with torch.no_grad():
+    assert shared_prefix_inputs(trainer.model, dict(rows)) is not None  # the shared path is taken, no fallback
+    loss_whole_rows = SFTTrainer.compute_loss(trainer, trainer.model, dict(rows))
+    loss_shared_prefix = trainer.compute_loss(trainer.model, dict(rows))
+trainer.model.train()
+assert torch.allclose(loss_whole_rows, loss_shared_prefix, rtol=1e-4)
+print(f"loss over whole rows {loss_whole_rows.item():.6f}, with the prefix shared {loss_shared_prefix.item():.6f}")
+
+# %% [markdown]
+# The two losses agree to float rounding, and `tests/test_train.py` checks the same for the LoRA gradients (relative
+# difference below 1e-5, on the tiny test model and on a real SmolLM2 batch). The saving grows with the batch: with
+# twelve rows, eleven copies of the prefix are skipped. The README's Speed section measures what that does to a
+# whole training step (`python -m bench training`).
+#
 # ## Training and its curves
 #
 # With `TRAIN = True`, `lesson_run` called `trainer.train()` on a trainer like the one above (checkpoints every
@@ -337,6 +372,29 @@ pd.DataFrame({"message": tweets["text"], "correct": [ID2LABEL[y] for y in tweets
 # %% [markdown]
 # The replies now follow the answer format, so the label can always be extracted; whether it is the *right* label is
 # lesson 04's question, on thousands of tweets rather than eight.
+#
+# ## How much data is worth the time? The learning curve
+#
+# On a CPU, training time is the budget, and every training tweet costs about the same. So the useful question is
+# what more tweets buy, and whether they should be drawn with equal numbers per class (`balanced`) or in train's own
+# class shares (`stratified`: neutral the largest class, negative the smallest, lesson 01). `python -m hwlib curve`
+# trains this profile's recipe on growing slices of train, per sampling and seed, and scores each run on the whole
+# validation split; test is never looked at. The course ships the points measured for this repository beside the
+# adapter.
+
+# %%
+from hwlib.search import curve_findings, curve_summary, plot_curve
+from hwlib.train import shipped_adapter
+
+curve = json.loads((shipped_adapter("cpu") / "curve.json").read_text())
+plot_curve(curve["rows"])
+curve_summary(curve["rows"])
+
+# %%
+display(Markdown("\n".join(f"- {finding}" for finding in curve_findings(curve["rows"]))))
+
+# %% [markdown]
+# CURVE_PROSE
 #
 # ## The saved adapter
 #

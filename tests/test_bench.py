@@ -19,7 +19,12 @@ def test_bench_smoke(command, tmp_path, data_dir):
     rows = json.loads(output.read_text())["results"]
     if command == "inference":
         assert rows[0]["method"].startswith("(a)") and rows[0]["ratio_to_a"] == 1.0
-        assert {"tweets_per_s", "macro_f1", "agreement_with_a", "peak_rss_mb"} <= rows[-1].keys()
+        *methods, limit = rows
+        assert {"tweets_per_s", "macro_f1", "agreement_with_a", "peak_rss_mb"} <= methods[-1].keys()
+        assert methods[1]["method"] == "(a) generate + regex, merged"
+        shares = {r["method"]: r["share_of_peak"] for r in methods if "share_of_peak" in r}
+        assert len(shares) == 5 and all(s > 0 for s in shares.values())  # the merged model's score rows
+        assert limit["gflops"] > 0 and limit["own_tokens_per_tweet"] > 0
     else:
         assert [r["variant"] for r in rows] == ["trl-defaults", "hwlib", "hwlib-shared-prefix", "hwlib-bf16",
                                                 "hwlib-bf16-adapter"]

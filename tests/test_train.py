@@ -269,3 +269,32 @@ def test_rows_without_a_common_prefix_take_the_plain_path(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="hwlib.train"):
         loss = trainer.compute_loss(trainer.model, dict(batch))
     assert torch.isfinite(loss) and "shared prefix not used: the rows share no prefix" in caplog.text
+
+
+def test_learning_curve_points_resume_and_summarise(tmp_path, data_dir):
+    """Two seeds of one point (smoke: plumbing only), then a second call that reuses both instead of training."""
+    from hwlib.search import curve_summary, curve_table, plot_curve, run_curve
+
+    root = tmp_path / "curve"
+    rows = run_curve(root, sizes=(24,), samplings=("balanced",), seeds=(1, 2), data_dir=str(data_dir),
+                     progress=False, profile="smoke")
+    assert [(r["train_rows"], r["sampling"], r["seed"]) for r in rows] == [(24, "balanced", 1), (24, "balanced", 2)]
+    assert [read_run(root / f"balanced-24-seed{s}")["config"]["seed"] for s in (1, 2)] == [1, 2]
+    stamps = [(root / f"balanced-24-seed{s}" / "run_config.json").stat().st_mtime_ns for s in (1, 2)]
+    again = run_curve(root, sizes=(24,), samplings=("balanced",), seeds=(1, 2), data_dir=str(data_dir),
+                      progress=False, profile="smoke")
+    assert again == rows  # finished points are reused, not retrained
+    assert stamps == [(root / f"balanced-24-seed{s}" / "run_config.json").stat().st_mtime_ns for s in (1, 2)]
+    assert json.loads((root / "curve.json").read_text())["rows"] == rows
+    summary = curve_summary(rows)
+    assert summary["seeds"].tolist() == [2]
+    assert summary["macro_f1_mean"].iloc[0] == pytest.approx(sum(r["validation_macro_f1"] for r in rows) / 2)
+    assert "| k_proj,v_proj | balanced | 24 | 2 |" in curve_table(rows)
+    assert plot_curve(rows).get_xscale() == "log"
+
+
+def test_curve_command_refuses_bad_sizes():
+    result = subprocess.run([sys.executable, "-m", "hwlib", "curve", "--sizes", "600,lots"], capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--sizes '600,lots': give positive whole numbers" in result.stderr

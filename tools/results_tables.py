@@ -1,7 +1,9 @@
 """Print the README's results tables from the committed result files: `python tools/results_tables.py`.
 
-Nothing here computes a metric: it formats what `python -m hwlib run`, `python -m hwlib search` and `python -m bench`
-wrote (summary.json, search.json, bench/results/*.json), so the README cannot drift from them by hand.
+It formats what `python -m hwlib run`, `python -m hwlib search`, `python -m hwlib curve` and `python -m bench` wrote
+(summary.json, search.json, curve.json, bench/results/*.json), so the README cannot drift from them by hand. The one
+figure computed here is the bootstrap 95% interval, for results recorded before metrics.json carried it: it is
+resampled (seed 42, 1,000 draws) from the recorded confusion matrix, which holds every (gold, predicted) pair.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hwlib.search import search_table
+from hwlib.metrics import bootstrap_interval, pairs_from_confusion
+from hwlib.search import curve_findings, curve_table, search_table
 
 ROOT = Path(__file__).resolve().parent.parent
 ADAPTERS = ROOT / "data" / "adapters"
@@ -17,15 +20,32 @@ RUNS = {"card recipe (cpu-card)": ADAPTERS / "smollm2-135m-card-recipe-cpu",
         "improved (cpu)": ADAPTERS / "smollm2-135m-cpu"}
 
 
+def interval(run_folder: Path, recorded: str) -> str:
+    """The result's bootstrap 95% interval for macro-F1, as recorded or from its confusion matrix ("" if neither)."""
+    parts = Path(recorded).parts
+    path = run_folder.joinpath(*parts[parts.index("eval"):]) / "metrics.json" if "eval" in parts else None
+    if path is None or not path.is_file():
+        return ""
+    metrics = json.loads(path.read_text())
+    if "bootstrap_95" in metrics:
+        low, high = metrics["bootstrap_95"]["macro_f1"]
+    elif "confusion" in metrics:
+        low, high = bootstrap_interval(*pairs_from_confusion(metrics["confusion"]["counts"]))["macro_f1"]
+    else:
+        return ""
+    return f"{low:.3f}–{high:.3f}"
+
+
 def quality() -> str:
-    lines = ["| run | model | method | split (rows) | macro-F1 | macro-recall | accuracy | invalid |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | model | method | split (rows) | macro-F1 | 95% interval | macro-recall | accuracy | invalid |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for run, folder in RUNS.items():
         summary = json.loads((folder / "summary.json").read_text())
         for title, m in summary["table"].items():
             split = m.get("split") or "test"
             lines.append(f"| {run} | {title} | {m['method']} | {split} ({m['rows']:,}) | {m['macro_f1']:.4f} | "
-                         f"{m['macro_recall']:.4f} | {m['accuracy']:.4f} | {m['invalid_rate']:.4f} |")
+                         f"{interval(folder, summary['folders'].get(title, ''))} | {m['macro_recall']:.4f} | "
+                         f"{m['accuracy']:.4f} | {m['invalid_rate']:.4f} |")
     return "\n".join(lines)
 
 
@@ -50,9 +70,13 @@ def main() -> None:
     print(quality())
     print("\n## search\n")
     print(search_table(json.loads((RUNS["improved (cpu)"] / "search.json").read_text())["rows"]))
+    curve = json.loads((RUNS["improved (cpu)"] / "curve.json").read_text())
+    print("\n## learning curve\n")
+    print(curve_table(curve["rows"]))
+    print("\n" + "\n".join(f"- {finding}" for finding in curve_findings(curve["rows"])))
     print("\n## inference speed\n")
-    print(bench("inference-cpu", ["method", "tweets_per_s", "ratio_to_a", "macro_f1", "agreement_with_a",
-                                  "peak_rss_mb"]))
+    print(bench("inference-cpu", ["method", "tweets_per_s", "ratio_to_a", "share_of_peak", "macro_f1",
+                                  "agreement_with_a", "peak_rss_mb", "gflops", "gflop_per_tweet"]))
     print("\n## training speed\n")
     print(bench("training-cpu", ["variant", "examples_per_s", "ratio", "s_per_step", "minor_faults_per_s",
                                  "peak_rss_mb", "final_loss", "shared_prefix", "activation_checkpointing",
