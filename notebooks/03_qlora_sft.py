@@ -394,7 +394,15 @@ curve_summary(curve["rows"])
 display(Markdown("\n".join(f"- {finding}" for finding in curve_findings(curve["rows"]))))
 
 # %% [markdown]
-# CURVE_PROSE
+# How to read it. Each point is one training run scored once on validation, so the first number to find is the
+# spread between seeds (the standard deviation printed for the points trained with several seeds): a difference
+# smaller than that is not evidence of anything. Then three questions. Is the line still rising at its right end?
+# If so, more tweets would still pay, and the time budget, not the data, is the limit. Which sampling sits higher?
+# Macro-F1 and macro-recall weight the three classes equally, so a sample with as many negative tweets as neutral
+# ones helps the rarest class most; a stratified sample mirrors train and leans towards neutral. And where does the
+# wider adapter sit against `k_proj`/`v_proj` at the same number of tweets? Its extra cost per step is printed in
+# minutes beside it. The README's "Learning curve" section lists every point and says which profile these results
+# point to.
 #
 # ## The saved adapter
 #
@@ -416,6 +424,10 @@ sorted(p.name for p in run_dir.iterdir() if p.is_file())
 #   `k_proj` and `v_proj` only, well under 1% of the parameters, counted as `r · (in + out)` per module.
 # - `SFTConfig` with `completion_only_loss=True` masks the prompt with `-100`: the model learns the answer only.
 # - The loss falls fast while the model learns the format, then slowly while it learns sentiment.
+# - Every example shares its first tokens, the system prompt; hwlib's trainer computes them once per batch, with
+#   gradients, and gets the same loss.
+# - The learning curve, measured on validation only, is how this course chooses between more tweets, another
+#   sampling and a wider adapter; a difference counts only when it is larger than the spread between seeds.
 #
 # ## Exercises
 #
@@ -424,8 +436,9 @@ sorted(p.name for p in run_dir.iterdir() if p.is_file())
 #    frozen base dominates). Compare the validation score in lesson 04. (To save time on a CPU, add
 #    `train_size=600`; the validation search found 600 tweets enough to see differences of a few points.)
 # 2. **Target modules.** Train with `target_modules=("q_proj", "k_proj", "v_proj", "o_proj")` into a new folder.
-#    *Expect:* roughly three times the parameters of the card's choice; check in lesson 04 whether validation
-#    macro-F1 moves by more than a point or two.
+#    *Expect:* roughly three times the parameters of the card's choice. Check in lesson 04 whether validation
+#    macro-F1 moves by more than the seed-to-seed spread the learning curve printed, and compare with the curve's
+#    wider adapter (every attention and MLP projection).
 # 3. **Learning rate.** Train the card's recipe (`PROFILE = "cpu-card"`, learning rate 5e-4) on 600 tweets and the
 #    `cpu` profile's 2e-3 on the same 600. *Expect:* with 5e-4, 50 steps are not enough: the loss curve is still
 #    falling at the end and validation macro-F1 is far lower (the repository's search measured about 0.38 against

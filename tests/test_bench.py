@@ -1,5 +1,6 @@
 """The benchmark harness runs end to end on the smoke profile (no timing asserts: figures come from `--profile cpu`)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -39,3 +40,13 @@ def test_bench_smoke(command, tmp_path, data_dir):
 def test_bench_help():
     result = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and "inference" in result.stdout and "training" in result.stdout
+
+
+def test_readme_holds_the_printed_tables():
+    """Every block `python tools/results_tables.py` prints from the committed result files is in the README as is."""
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "tools" / "results_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    readme = (ROOT / "README.md").read_text()
+    stale = [name for name, block in tables.sections().items() if block not in readme]
+    assert not stale, f"README differs from `python tools/results_tables.py` in: {', '.join(stale)}"

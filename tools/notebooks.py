@@ -3,6 +3,7 @@
     python tools/notebooks.py sync            # rebuild each .ipynb's cells from its .py (unchanged cells keep outputs)
     python tools/notebooks.py check           # exit 1 when a notebook's cells differ from its source (tests run it)
     python tools/notebooks.py execute cpu     # run every notebook top to bottom on a profile, outputs saved in place
+    python tools/notebooks.py execute cpu 03  # only the lessons whose names start with 03
     python tools/notebooks.py strip NB...     # drop stderr streams (progress bars, library notices) from outputs
 
 To edit a lesson: change its .py source, run `sync`, then `execute cpu` so the committed notebook shows real outputs.
@@ -64,9 +65,11 @@ def strip_stderr(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-def execute(profile: str) -> None:
+def execute(profile: str, only: tuple[str, ...] = ()) -> None:
     env = {**os.environ, "HWLIB_PROFILE": profile}
     for source in sources():
+        if only and not source.name.startswith(only):
+            continue
         target = source.with_suffix(".ipynb")
         print("executing", target.name, "on", profile, flush=True)
         subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
@@ -84,8 +87,8 @@ def main(argv: list[str]) -> int:
         found = [line for source in sources() for line in differences(source)]
         print("\n".join(found) or "notebooks agree with their sources")
         return 1 if found else 0
-    if command == "execute" and len(argv) == 2:
-        execute(argv[1])
+    if command == "execute" and len(argv) >= 2:
+        execute(argv[1], tuple(argv[2:]))
         return 0
     if command == "strip":
         for name in argv[1:]:

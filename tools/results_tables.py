@@ -65,23 +65,27 @@ def training_losses() -> str:
     return f"Loss per step (different orders of the same examples: `hwlib` groups batches by length): {losses}."
 
 
-def main() -> None:
-    print("## quality\n")
-    print(quality())
-    print("\n## search\n")
-    print(search_table(json.loads((RUNS["improved (cpu)"] / "search.json").read_text())["rows"]))
+def sections() -> dict[str, str]:
+    """Each README block, by name, exactly as the README holds it."""
     curve = json.loads((RUNS["improved (cpu)"] / "curve.json").read_text())
-    print("\n## learning curve\n")
-    print(curve_table(curve["rows"]))
-    print("\n" + "\n".join(f"- {finding}" for finding in curve_findings(curve["rows"])))
-    print("\n## inference speed\n")
-    print(bench("inference-cpu", ["method", "tweets_per_s", "ratio_to_a", "share_of_peak", "macro_f1",
-                                  "agreement_with_a", "peak_rss_mb", "gflops", "gflop_per_tweet"]))
-    print("\n## training speed\n")
-    print(bench("training-cpu", ["variant", "examples_per_s", "ratio", "s_per_step", "minor_faults_per_s",
-                                 "peak_rss_mb", "final_loss", "shared_prefix", "activation_checkpointing",
-                                 "compute_dtype", "adapter_dtype"]))
-    print("\n" + training_losses())
+    return {
+        "quality": quality(),
+        "search": search_table(json.loads((RUNS["improved (cpu)"] / "search.json").read_text())["rows"]),
+        "learning curve": curve_table(curve["rows"]) + "\n\n" + "\n".join(
+            f"- {finding}" for finding in curve_findings(curve["rows"])),
+        "inference speed": bench("inference-cpu", ["method", "tweets_per_s", "ratio_to_a", "share_of_peak",
+                                                   "macro_f1", "agreement_with_a", "peak_rss_mb", "gflops",
+                                                   "gflop_per_tweet"]),
+        "training speed": bench("training-cpu", ["variant", "examples_per_s", "ratio", "s_per_step",
+                                                 "minor_faults_per_s", "peak_rss_mb", "final_loss", "shared_prefix",
+                                                 "activation_checkpointing", "compute_dtype", "adapter_dtype"]),
+        "training losses": training_losses(),
+    }
+
+
+def main() -> None:
+    for name, block in sections().items():
+        print(f"## {name}\n\n{block}\n")
 
 
 if __name__ == "__main__":
