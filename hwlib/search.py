@@ -88,7 +88,7 @@ def validation_point(config, data_dir: str | None = None, progress: bool = True)
         del model
     metrics, record = read_metrics(scored), read_run(folder)
     return {"train_rows": record["examples"], "sampling": config.sampling, "seed": config.seed,
-            "adapter": "wide" if tuple(config.target_modules) == WIDE_MODULES else "k_proj,v_proj",
+            "adapter": "wide" if tuple(config.target_modules) == WIDE_MODULES else ",".join(config.target_modules),
             "steps": record.get("steps"), "train_min": round(record["wall_time_s"] / 60, 1),
             "validation_macro_f1": round(metrics["macro_f1"], 4),
             "validation_macro_recall": round(metrics["macro_recall"], 4),
