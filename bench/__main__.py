@@ -54,15 +54,7 @@ def projection_peak(model, tokens: int, repeats: int = 20) -> float:
 
     layer = model.get_decoder().layers[0]
     shapes = [(m.in_features, m.out_features) for m in layer.modules() if isinstance(m, torch.nn.Linear)]
-    seconds = 0.0
-    for k, n in shapes:
-        a, b = torch.randn(tokens, k), torch.randn(n, k)
-        for _ in range(5):
-            a @ b.T
-        start = time.perf_counter()
-        for _ in range(repeats):
-            a @ b.T
-        seconds += (time.perf_counter() - start) / repeats
+    seconds = sum(matmul_seconds(tokens, k, n, torch.float32, repeats) for k, n in shapes)
     return 2 * tokens * sum(k * n for k, n in shapes) / seconds / 1e9
 
 
@@ -218,6 +210,20 @@ def training(profile: str, steps: int, data_dir: str | None) -> list[dict]:
 
 # ---------------------------------------------------------------- matmul
 
+def matmul_seconds(tokens: int, k: int, n: int, dtype, repeats: int, warm_up: int = 10) -> float:
+    """Seconds for one (tokens x k) @ (k x n) product in `dtype`, averaged over `repeats` after a warm-up (the first
+    calls pick kernels and fault in memory)."""
+    import torch
+
+    a, b = torch.randn(tokens, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
+    for _ in range(warm_up):
+        a @ b.T
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b.T
+    return (time.perf_counter() - start) / repeats
+
+
 def matmul(tokens: int = 1080, repeats: int = 50) -> list[dict]:
     """GFLOP/s of bf16 and fp32 matmuls at the model's projection shapes (a training batch: 12 x ~90 tokens)."""
     import torch
@@ -230,13 +236,7 @@ def matmul(tokens: int = 1080, repeats: int = 50) -> list[dict]:
     for k, n in shapes:
         row = {"shape": f"{tokens}x{k} @ {k}x{n}"}
         for dtype in (torch.bfloat16, torch.float32):
-            a, b = torch.randn(tokens, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
-            for _ in range(10):  # warm-up: first calls pick kernels and fault in memory
-                a @ b.T
-            start = time.perf_counter()
-            for _ in range(repeats):
-                a @ b.T
-            seconds = (time.perf_counter() - start) / repeats
+            seconds = matmul_seconds(tokens, k, n, dtype, repeats)
             row[f"{str(dtype).removeprefix('torch.')}_gflops"] = round(2 * tokens * k * n / seconds / 1e9)
         results.append(row)
     return results

@@ -6,7 +6,6 @@ whole validation split; finished trials are reused, so an interrupted search con
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -29,6 +28,22 @@ def trial_dir(root: Path, index: int) -> Path:
     return root / f"trial-{index}"
 
 
+def validation_scores(folder: Path, config, data_dir: str | None = None, progress: bool = True) -> dict:
+    """A finished run's training size and time and its validation scores; validation is scored once, on first call."""
+    scored = folder / "eval" / "adapter-score-validation-all"
+    if not (scored / METRICS).is_file():
+        model, tokenizer = load_adapter(folder, merged=True)
+        evaluate(model, tokenizer, eval_config(config.profile, split="validation", limit=None), scored, config.model,
+                 str(folder), data_dir, progress)
+        del model
+    metrics, record = read_metrics(scored), read_run(folder)
+    return {"train_rows": record["examples"], "steps": record.get("steps"),
+            "train_min": round(record["wall_time_s"] / 60, 1),
+            "validation_macro_f1": round(metrics["macro_f1"], 4),
+            "validation_macro_recall": round(metrics["macro_recall"], 4),
+            "validation_accuracy": round(metrics["accuracy"], 4)}
+
+
 def run_search(root: str | Path = "runs/search", data_dir: str | None = None, rows: int = SEARCH_ROWS,
                progress: bool = True) -> list[dict]:
     """Train and score each trial on validation; returns (and writes to search.json) one row per trial."""
@@ -40,18 +55,7 @@ def run_search(root: str | Path = "runs/search", data_dir: str | None = None, ro
                               save_steps=10**6, **overrides)
         if not (folder / RUN_CONFIG).is_file():
             train(config, overwrite=True)
-        scored = folder / "eval" / "adapter-score-validation-all"
-        if not (scored / METRICS).is_file():
-            model, tokenizer = load_adapter(folder, merged=True)
-            evaluate(model, tokenizer, dataclasses.replace(eval_config("cpu"), split="validation", limit=None),
-                     scored, config.model, str(folder), data_dir, progress)
-            del model
-        metrics, record = read_metrics(scored), read_run(folder)
-        results.append({"trial": name, **overrides, "train_rows": record["examples"],
-                        "train_min": round(record["wall_time_s"] / 60, 1),
-                        "validation_macro_f1": round(metrics["macro_f1"], 4),
-                        "validation_macro_recall": round(metrics["macro_recall"], 4),
-                        "validation_accuracy": round(metrics["accuracy"], 4)})
+        results.append({"trial": name, **overrides, **validation_scores(folder, config, data_dir, progress)})
     write_json(root / "search.json", {"command": f"python -m hwlib search --output {root}", "rows": results})
     return results
 
@@ -80,19 +84,10 @@ def point_name(rows: int, sampling: str, seed: int, wide: bool = False) -> str:
 def validation_point(config, data_dir: str | None = None, progress: bool = True) -> dict:
     """Train (or reuse, or resume) the run `config` describes, score all of validation once, return its row."""
     folder = train_or_load(config)
-    scored = folder / "eval" / "adapter-score-validation-all"
-    if not (scored / METRICS).is_file():
-        model, tokenizer = load_adapter(folder, merged=True)
-        evaluate(model, tokenizer, eval_config(config.profile, split="validation", limit=None), scored, config.model,
-                 str(folder), data_dir, progress)
-        del model
-    metrics, record = read_metrics(scored), read_run(folder)
-    return {"train_rows": record["examples"], "sampling": config.sampling, "seed": config.seed,
+    scores = validation_scores(folder, config, data_dir, progress)
+    return {"train_rows": scores.pop("train_rows"), "sampling": config.sampling, "seed": config.seed,
             "adapter": "wide" if tuple(config.target_modules) == WIDE_MODULES else ",".join(config.target_modules),
-            "steps": record.get("steps"), "train_min": round(record["wall_time_s"] / 60, 1),
-            "validation_macro_f1": round(metrics["macro_f1"], 4),
-            "validation_macro_recall": round(metrics["macro_recall"], 4),
-            "validation_accuracy": round(metrics["accuracy"], 4)}
+            **scores}
 
 
 def run_curve(root: str | Path = "runs/curve", sizes=CURVE_SIZES[:3], samplings=SAMPLINGS, seeds=(42,),
