@@ -73,9 +73,6 @@ class EvalConfig:
     baselines: bool = True  # put the TF-IDF + logistic-regression baseline in the results table
 
 
-# The recipe chosen on validation (`python -m hwlib search`) for SmolLM2-135M on a CPU; profiles differ in data.
-_CPU_RECIPE = dict(model="smollm2-135m", sampling="balanced", learning_rate=2e-3, lr_scheduler="cosine",
-                   warmup_ratio=0.1, lora_r=16, lora_alpha=32, logging_steps=5, save_steps=50)
 PROFILES: dict[str, dict] = {
     # Plumbing only: a tiny random model learns nothing about sentiment, its numbers mean nothing.
     "smoke": dict(model="tiny-random", train_size=48, sampling="balanced", batch_size=12, max_steps=4,
@@ -83,9 +80,8 @@ PROFILES: dict[str, dict] = {
     # The card's recipe on this CPU's budget: SmolLM2-135M, a class-balanced subset of train.
     "cpu-card": dict(model="smollm2-135m", train_size=1800, sampling="balanced", logging_steps=5, save_steps=50),
     # The improved CPU profile: settings chosen on validation (`python -m hwlib search`), training <= 25 min here.
-    "cpu": dict(_CPU_RECIPE, train_size=3000),
-    # The same recipe on twice the data, for where the learning curve (`python -m hwlib curve`) says more rows still pay.
-    "cpu-long": dict(_CPU_RECIPE, train_size=6000),
+    "cpu": dict(model="smollm2-135m", train_size=3000, sampling="balanced", learning_rate=2e-3,
+                lr_scheduler="cosine", warmup_ratio=0.1, lora_r=16, lora_alpha=32, logging_steps=5, save_steps=50),
     # A CUDA GPU (Colab's free T4 included): the card's recipe on TinyLlama-1.1B, sized to end within a free Colab
     # session (PROFILE_NOTES["gpu"] says how that was estimated).
     "gpu": dict(model="tinyllama-1.1b", train_size=12000, sampling="stratified", logging_steps=25, save_steps=200),
@@ -97,8 +93,6 @@ PROFILE_NOTES: dict[str, str] = {
     "smoke": "plumbing only: a 2-layer random model, 4 steps; seconds on any machine, its numbers mean nothing",
     "cpu": "the improved recipe on SmolLM2-135M (3,000 tweets, 250 steps): training measured at 18.5 min and the "
            "whole `python -m hwlib run` at 40.5 min on a 2-core CPU (data/adapters/smollm2-135m-cpu/)",
-    "cpu-long": "the cpu recipe on 6,000 tweets (500 steps): about an hour of training on a 2-core CPU, past the "
-                "cpu profile's 45-minute budget for a whole run",
     "cpu-card": "the card's exact recipe on SmolLM2-135M and 1,800 tweets: measured 20.2 min of training on a 2-core "
                 "CPU (data/adapters/smollm2-135m-card-recipe-cpu/)",
     "gpu": "TinyLlama-1.1B in 4-bit on 12,000 tweets (1,000 steps of 12). Estimate, not a measurement (no GPU was "
@@ -112,7 +106,6 @@ EVAL_PROFILES: dict[str, dict] = {
     "smoke": dict(limit=24, batch_size=8, examples_per_class=1, generate_limit=24, baselines=False),
     "cpu": dict(),
     "cpu-card": dict(),
-    "cpu-long": dict(),
     "gpu": dict(batch_size=128),
     "gpu-full": dict(batch_size=128),
 }

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from hwlib.config import PROFILE_NOTES, default_profile, train_config
 
-PROFILE = os.environ.get("HWLIB_PROFILE") or default_profile()  # smoke | cpu | cpu-long | cpu-card | gpu | gpu-full
+PROFILE = os.environ.get("HWLIB_PROFILE") or default_profile()  # smoke | cpu | cpu-card | gpu | gpu-full
 config = train_config(PROFILE, output_dir=str(Path("..") / "runs" / PROFILE))
 print(f"profile {PROFILE!r}, model {config.model!r}: {PROFILE_NOTES[PROFILE]}")
 
