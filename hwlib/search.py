@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import eval_config, train_config
 from .evaluate import METRICS, evaluate, read_metrics
 from .files import write_json
 from .models import load_adapter
 from .train import RUN_CONFIG, read_run, train, train_or_load
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SEARCH_ROWS = 600  # per trial: ~50 steps, a few minutes on a 2-core CPU
 TRIALS: dict[str, dict] = {

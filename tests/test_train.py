@@ -206,6 +206,7 @@ def test_lesson_run_uses_the_shipped_adapter_without_training(tmp_path):
     with pytest.raises(ConfigMismatchError, match=r"lora_r: run has 16, you asked for 8"):
         lesson_run(train_config("cpu", output_dir=str(tmp_path / "cpu"), lora_r=8))
 
+
 def test_every_shipped_adapter_was_trained_with_its_profile_settings():
     from hwlib.train import SHIPPED_ADAPTERS, check_same_settings, shipped_adapter
 
@@ -213,7 +214,6 @@ def test_every_shipped_adapter_was_trained_with_its_profile_settings():
         folder = shipped_adapter(profile)
         assert folder is not None, f"{profile}: data/adapters/{SHIPPED_ADAPTERS[profile]} is missing"
         check_same_settings(train_config(profile), folder)  # raises, naming each setting that drifted
-
 
 
 def loss_and_gradients(model_name: str, quantize: str | None, shared: bool, tmp_path) -> tuple:
