@@ -1,8 +1,10 @@
-"""Speed benchmark: `python -m bench {inference,training} --profile {smoke,cpu}` prints ratios measured in one run.
+"""Speed benchmark: `python -m bench {inference,peak-share,training} --profile {smoke,cpu}` prints ratios measured in
+one run.
 
 matmul: bf16 against fp32 matrix products at the model's shapes, the measurement behind the CPU's compute dtype.
 inference: the card's method (`generate` + regex on the 4-bit model + adapter) against label scoring, without and
 with each speed-up, on the same seeded sample of test tweets in one process.
+peak-share: `score` on the merged model against the fp32 matmul limit at its shapes, both timed in turn, repeatedly.
 training: TRL's `SFTTrainer` with its default `SFTConfig` (apart from the card's lr/batch/epoch) against hwlib's
 configured trainer, same examples and steps, each in a fresh process (malloc settings are per process).
 """
@@ -25,7 +27,8 @@ from hwlib.config import EvalConfig, train_config
 from hwlib.files import write_json
 
 SHIPPED_ADAPTER = Path(__file__).resolve().parent.parent / "data" / "adapters" / "smollm2-135m-cpu"
-DEFAULTS = {"smoke": dict(sample=24, steps=2), "cpu": dict(sample=256, steps=8)}
+DEFAULTS = {"smoke": dict(sample=24, steps=2, share_sample=24, repeats=1),
+            "cpu": dict(sample=256, steps=8, share_sample=1024, repeats=3)}
 
 
 def peak_rss_mb() -> float:
@@ -118,6 +121,79 @@ def inference(profile: str, sample: int, adapter: Path | None, data_dir: str | N
                     "gflop_per_tweet": round(gflop_per_tweet, 3), "own_tokens_per_tweet": round(own_tokens, 1),
                     "tweets_per_s": round(peak / gflop_per_tweet, 2)})
     return results
+
+
+PEAK_SHARE_COLUMNS = ["batch_size", "tweets_per_s_best", "limit_tweets_per_s_best", "share_of_peak_best",
+                      "tweets_per_s_median", "limit_tweets_per_s_median", "share_of_peak_median", "padding_share"]
+
+
+def padding_share(context_lengths: list[int], prefix: int, batch_size: int) -> float:
+    """The share of the token positions `score` computes that are left padding (its length-sorted batches)."""
+    lengths = sorted(n - prefix for n in context_lengths)
+    batches = [lengths[i : i + batch_size] for i in range(0, len(lengths), batch_size)]
+    return 1 - sum(lengths) / sum(max(b) * len(b) for b in batches)
+
+
+def peak_share(profile: str, sample: int, adapter: Path | None, data_dir: str | None, seed: int, repeats: int,
+               batch_sizes: tuple[int, ...] = (16, 32), limit_repeats: int = 100) -> list[dict]:
+    """`score` on the merged model as a share of the fp32 matmul limit, per batch size, the two measured in turn
+    `repeats` times: on a shared machine a single timing of either can be off by a fifth, so the fastest of each
+    (noise only ever slows a run) and the medians are reported side by side. Each limit timing multiplies every
+    shape `limit_repeats` times (some seconds), so that a short burst of the host's speed weighs less. A last row
+    says where one scoring run at the default batch size spends its time, by torch operator (profiled, not timed)."""
+    import statistics
+
+    from hwlib.evaluate import encode_for_scoring, evaluation_rows, score, shared_prefix_length
+    from hwlib.models import load_adapter
+
+    adapter = adapter or (smoke_adapter(data_dir) if profile == "smoke" else SHIPPED_ADAPTER)
+    texts = evaluation_rows(EvalConfig(split="test", limit=sample, seed=seed), data_dir)["text"].tolist()
+    merged, tokenizer = load_adapter(adapter, merged=True)
+    encoded = encode_for_scoring(tokenizer, texts)
+    prefix = shared_prefix_length(encoded)
+    own_tokens = statistics.mean(len(e.context) for e in encoded) - prefix
+    gflop_per_tweet = 2 * non_embedding_parameters(merged) * own_tokens / 1e9
+    score(merged, tokenizer, texts[: min(8, len(texts))], progress=False)  # first-call costs
+    speed = {size: [] for size in batch_sizes}
+    peak = {size: [] for size in batch_sizes}
+    for _ in range(repeats):
+        for size in batch_sizes:
+            peak[size].append(projection_peak(merged, tokens=round(size * own_tokens), repeats=limit_repeats))
+            start = time.perf_counter()
+            score(merged, tokenizer, texts, batch_size=size, progress=False)
+            speed[size].append(len(texts) / (time.perf_counter() - start))
+    results = []
+    for size in batch_sizes:
+        limit_best, limit_median = max(peak[size]) / gflop_per_tweet, statistics.median(peak[size]) / gflop_per_tweet
+        results.append({
+            "batch_size": size, "tweets_per_s_best": round(max(speed[size]), 2),
+            "tweets_per_s_median": round(statistics.median(speed[size]), 2),
+            "limit_tweets_per_s_best": round(limit_best, 2), "limit_tweets_per_s_median": round(limit_median, 2),
+            "share_of_peak_best": round(max(speed[size]) / limit_best, 3),
+            "share_of_peak_median": round(statistics.median(speed[size]) / limit_median, 3),
+            "padding_share": round(padding_share([len(e.context) for e in encoded], prefix, size), 3),
+            "gflop_per_tweet": round(gflop_per_tweet, 3), "own_tokens_per_tweet": round(own_tokens, 1),
+            "tweets": len(texts), "repeats": repeats,
+            "tweets_per_s_all": [round(v, 2) for v in speed[size]],
+            "limit_gflops_all": [round(v, 1) for v in peak[size]],
+        })
+    results.append({"batch_size": EvalConfig().batch_size, "time_shares": operator_shares(
+        lambda: score(merged, tokenizer, texts, progress=False))})
+    return results
+
+
+def operator_shares(work, top: int = 8) -> dict[str, float]:
+    """Where `work()` spends its time: the share of CPU time in each of the `top` costliest torch operators
+    (self time, so a matmul is counted once, not again in the linear layer around it), the rest as "other"."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        work()
+    events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    shares = {e.key: round(e.self_cpu_time_total / total, 3) for e in events[:top]}
+    shares["other"] = round(1 - sum(shares.values()), 3)
+    return shares
 
 
 # ---------------------------------------------------------------- training
@@ -255,16 +331,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("inference", "training"):
-        command = commands.add_parser(name, help=f"{name} speed, side by side")
+    helps = {"inference": "inference speed, side by side", "training": "training speed, side by side",
+             "peak-share": "score's speed as a share of the fp32 matmul limit, repeated"}
+    for name, text in helps.items():
+        command = commands.add_parser(name, help=text)
         command.add_argument("--profile", choices=sorted(DEFAULTS), default="smoke",
                              help="smoke: tiny-random, proves the harness works; cpu: SmolLM2-135M, the figures")
         command.add_argument("--data-dir", default=os.environ.get("HWLIB_DATA_DIR"))
         command.add_argument("--seed", type=int, default=42)
         command.add_argument("--output", type=Path, help="also write the results as JSON here")
     commands.choices["inference"].add_argument("--sample", type=int, help="test tweets (default: 24 smoke, 256 cpu)")
-    commands.choices["inference"].add_argument("--adapter", type=Path,
-                                               help="adapter folder (default: the shipped cpu adapter on cpu)")
+    commands.choices["peak-share"].add_argument("--sample", type=int, help="test tweets (default: 24 smoke, 1024 cpu)")
+    commands.choices["peak-share"].add_argument("--repeats", type=int, help="timings of each (default: 1 smoke, 3 cpu)")
+    for name in ("inference", "peak-share"):
+        commands.choices[name].add_argument("--adapter", type=Path,
+                                            help="adapter folder (default: the shipped cpu adapter on cpu)")
     commands.choices["training"].add_argument("--steps", type=int, help="steps per variant (default: 2 smoke, 8 cpu)")
     commands.add_parser("matmul", help="bf16 vs fp32 matmul speed at SmolLM2-135M's shapes (chooses the CPU dtype)")
     worker = commands.add_parser("training-worker", help=argparse.SUPPRESS)
@@ -287,6 +368,11 @@ def main(argv: list[str] | None = None) -> None:
         results = inference(args.profile, args.sample or defaults["sample"], args.adapter, args.data_dir, args.seed)
         print_table(results, ["method", "tweets_per_s", "ratio_to_a", "share_of_peak", "macro_f1", "agreement_with_a",
                               "peak_rss_mb"])
+    elif args.command == "peak-share":
+        results = peak_share(args.profile, args.sample or defaults["share_sample"], args.adapter, args.data_dir,
+                             args.seed, args.repeats or defaults["repeats"])
+        print_table(results[:-1], PEAK_SHARE_COLUMNS)
+        print("time shares by operator:", results[-1]["time_shares"])
     else:
         results = training(args.profile, args.steps or defaults["steps"], args.data_dir)
         print_table(results, ["variant", "examples_per_s", "ratio", "s_per_step", "minor_faults_per_s",

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("command", ["inference", "training"])
+@pytest.mark.parametrize("command", ["inference", "peak-share", "training"])
 def test_bench_smoke(command, tmp_path, data_dir):
     output = tmp_path / f"{command}.json"
     result = subprocess.run([sys.executable, "-m", "bench", command, "--profile", "smoke", "--data-dir", str(data_dir),
@@ -26,6 +26,16 @@ def test_bench_smoke(command, tmp_path, data_dir):
         shares = {r["method"]: r["share_of_peak"] for r in methods if "share_of_peak" in r}
         assert len(shares) == 5 and all(s > 0 for s in shares.values())  # the merged model's score rows
         assert limit["gflops"] > 0 and limit["own_tokens_per_tweet"] > 0
+    elif command == "peak-share":
+        *rows, operators = rows
+        assert [r["batch_size"] for r in rows] == [16, 32]
+        shares = operators["time_shares"]
+        assert "aten::mm" in shares and sum(shares.values()) == pytest.approx(1, abs=0.01)
+        for row in rows:
+            assert row["repeats"] == 1 and len(row["tweets_per_s_all"]) == len(row["limit_gflops_all"]) == 1
+            assert row["tweets_per_s_best"] == row["tweets_per_s_median"] > 0
+            assert row["share_of_peak_best"] == round(row["tweets_per_s_best"] / row["limit_tweets_per_s_best"], 3)
+            assert 0 <= row["padding_share"] < 1
     else:
         assert [r["variant"] for r in rows] == ["trl-defaults", "hwlib", "hwlib-shared-prefix", "hwlib-bf16",
                                                 "hwlib-bf16-adapter"]
@@ -37,9 +47,18 @@ def test_bench_smoke(command, tmp_path, data_dir):
     assert "smoke" in result.stdout
 
 
+def test_padding_share_counts_the_left_padding_of_sorted_batches():
+    from bench.__main__ import padding_share
+
+    # prefix 2; own lengths 1, 3 | 4, 4 in batches of two: 1 + 3 + 4 + 4 = 12 useful of 3 * 2 + 4 * 2 = 14
+    assert padding_share([3, 5, 6, 6], prefix=2, batch_size=2) == pytest.approx(1 - 12 / 14)
+    assert padding_share([3, 5, 6, 6], prefix=2, batch_size=1) == 0
+
+
 def test_bench_help():
     result = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0 and "inference" in result.stdout and "training" in result.stdout
+    assert result.returncode == 0 and all(
+        name in result.stdout for name in ("inference", "peak-share", "training"))
 
 
 def test_readme_holds_the_printed_tables():

@@ -60,6 +60,23 @@ def bench(name: str, columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def peak_share() -> str:
+    """The repeated share-of-limit table, then where one scoring run spent its time, by torch operator."""
+    record = bench_record("peak-share-cpu")
+    rows = [r for r in record["results"] if "time_shares" not in r]
+    columns = ["batch_size", "tweets_per_s_best", "limit_tweets_per_s_best", "share_of_peak_best",
+               "tweets_per_s_median", "limit_tweets_per_s_median", "share_of_peak_median", "padding_share"]
+    lines = [f"`{record['command']}`", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    lines += ["", f"Each of the {rows[0]['repeats']} timings (tweets/s, then the limit in GFLOP/s): " + "; ".join(
+        f"batch {r['batch_size']}: {r['tweets_per_s_all']}, {r['limit_gflops_all']}" for r in rows) + "."]
+    for r in record["results"]:
+        if "time_shares" in r:
+            shares = ", ".join(f"`{name.removeprefix('aten::')}` {share:.1%}" for name, share in r["time_shares"].items())
+            lines.append(f"Time by operator, one scoring run at batch {r['batch_size']} under the profiler: {shares}.")
+    return "\n".join(lines)
+
+
 def training_losses() -> str:
     losses = "; ".join(f"`{r['variant']}` {r['losses']}" for r in bench_record("training-cpu")["results"])
     return f"Loss per step (different orders of the same examples: `hwlib` groups batches by length): {losses}."
@@ -76,6 +93,7 @@ def sections() -> dict[str, str]:
         "inference speed": bench("inference-cpu", ["method", "tweets_per_s", "ratio_to_a", "share_of_peak",
                                                    "macro_f1", "agreement_with_a", "peak_rss_mb", "gflops",
                                                    "gflop_per_tweet"]),
+        "share of the compute limit": peak_share(),
         "training speed": bench("training-cpu", ["variant", "examples_per_s", "ratio", "s_per_step",
                                                  "minor_faults_per_s", "peak_rss_mb", "final_loss", "shared_prefix",
                                                  "activation_checkpointing", "compute_dtype", "adapter_dtype"]),
