@@ -69,3 +69,22 @@ def test_readme_holds_the_printed_tables():
     readme = (ROOT / "README.md").read_text()
     stale = [name for name, block in tables.sections().items() if block not in readme]
     assert not stale, f"README differs from `python tools/results_tables.py` in: {', '.join(stale)}"
+
+
+def test_shipped_seed_spread_matches_its_rows_and_the_shipped_adapter():
+    """seeds.json (written by tools/seed_spread.py) holds the shipped adapter's own test result as its seed-42 row,
+    and its mean and standard deviation are those of its rows."""
+    import statistics
+
+    spec = importlib.util.spec_from_file_location("seed_spread", ROOT / "tools" / "seed_spread.py")
+    spread = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(spread)
+    record = json.loads(spread.SEEDS_JSON.read_text())
+    assert len(record["seeds"]) >= 3 and len({row["seed"] for row in record["seeds"]}) == len(record["seeds"])
+    shipped = json.loads((spread.SHIPPED / "eval" / "adapter-score-test-all" / "metrics.json").read_text())
+    (row_42,) = [row for row in record["seeds"] if row["seed"] == 42]
+    assert row_42["test_macro_f1"] == shipped["macro_f1"] and row_42["test_macro_recall"] == shipped["macro_recall"]
+    for column, summary in record["summary"].items():
+        values = [row[column] for row in record["seeds"]]
+        assert summary["mean"] == pytest.approx(statistics.mean(values))
+        assert summary["std"] == pytest.approx(statistics.stdev(values))
