@@ -1,13 +1,15 @@
 """Print the README's results tables from the committed result files: `python tools/results_tables.py`.
 
-It formats what `python -m hwlib run`, `python -m hwlib search`, `python -m hwlib curve` and `python -m bench` wrote
-(summary.json, search.json, curve.json, bench/results/*.json), so the README cannot drift from them by hand. The one
-figure computed here is the bootstrap 95% interval, for results recorded before metrics.json carried it: it is
-resampled (seed 42, 1,000 draws) from the recorded confusion matrix, which holds every (gold, predicted) pair.
+It formats what `python -m hwlib run`, `python -m hwlib search`, `python -m hwlib curve`, `tools/seed_spread.py` and
+`python -m bench` wrote (summary.json, search.json, curve.json, seeds.json, bench/results/*.json), so the README cannot
+drift from them by hand. The one figure computed here is the bootstrap 95% interval, for results recorded before
+metrics.json carried it: it is resampled (seed 42, 1,000 draws) from the recorded confusion matrix, which holds every
+(gold, predicted) pair.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -82,6 +84,14 @@ def training_losses() -> str:
     return f"Loss per step (different orders of the same examples: `hwlib` groups batches by length): {losses}."
 
 
+def seed_variation() -> str:
+    """The cpu recipe's three seeds on test and validation (written by tools/seed_spread.py)."""
+    spec = importlib.util.spec_from_file_location("seed_spread", ROOT / "tools" / "seed_spread.py")
+    spread = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(spread)
+    return spread.seed_table(json.loads(spread.SEEDS_JSON.read_text()))
+
+
 def sections() -> dict[str, str]:
     """Each README block, by name, exactly as the README holds it."""
     curve = json.loads((RUNS["improved (cpu)"] / "curve.json").read_text())
@@ -90,6 +100,7 @@ def sections() -> dict[str, str]:
         "search": search_table(json.loads((RUNS["improved (cpu)"] / "search.json").read_text())["rows"]),
         "learning curve": curve_table(curve["rows"]) + "\n\n" + "\n".join(
             f"- {finding}" for finding in curve_findings(curve["rows"])),
+        "seed variation": seed_variation(),
         "inference speed": bench("inference-cpu", ["method", "tweets_per_s", "ratio_to_a", "share_of_peak",
                                                    "macro_f1", "agreement_with_a", "peak_rss_mb", "gflops",
                                                    "gflop_per_tweet"]),
