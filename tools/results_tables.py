@@ -51,14 +51,24 @@ def quality() -> str:
     return "\n".join(lines)
 
 
+def module_at(path: Path):
+    """A script of this repository (not an installed package) loaded as a module, to reuse its names."""
+    name = "_".join(path.relative_to(ROOT).with_suffix("").parts)  # never "__main__", which would run the script
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def bench_record(name: str) -> dict:
     return json.loads((ROOT / "bench" / "results" / f"{name}.json").read_text())
 
 
-def bench(name: str, columns: list[str]) -> str:
+def bench(name: str, columns: list[str], rows: list[dict] | None = None) -> str:
+    """The bench command, then its result rows (default: all of them) as a table of `columns`."""
     record = bench_record(name)
     lines = [f"`{record['command']}`", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in record["results"]]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows or record["results"]]
     return "\n".join(lines)
 
 
@@ -66,10 +76,7 @@ def peak_share() -> str:
     """The repeated share-of-limit table, then where one scoring run spent its time, by torch operator."""
     record = bench_record("peak-share-cpu")
     rows = [r for r in record["results"] if "time_shares" not in r]
-    columns = ["batch_size", "tweets_per_s_best", "limit_tweets_per_s_best", "share_of_peak_best",
-               "tweets_per_s_median", "limit_tweets_per_s_median", "share_of_peak_median", "padding_share"]
-    lines = [f"`{record['command']}`", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    lines = [bench("peak-share-cpu", module_at(ROOT / "bench" / "__main__.py").PEAK_SHARE_COLUMNS, rows)]
     lines += ["", f"Each of the {rows[0]['repeats']} timings (tweets/s, then the limit in GFLOP/s): " + "; ".join(
         f"batch {r['batch_size']}: {r['tweets_per_s_all']}, {r['limit_gflops_all']}" for r in rows) + "."]
     for r in record["results"]:
@@ -86,9 +93,7 @@ def training_losses() -> str:
 
 def seed_variation() -> str:
     """The cpu recipe's three seeds on test and validation (written by tools/seed_spread.py)."""
-    spec = importlib.util.spec_from_file_location("seed_spread", ROOT / "tools" / "seed_spread.py")
-    spread = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(spread)
+    spread = module_at(ROOT / "tools" / "seed_spread.py")
     return spread.seed_table(json.loads(spread.SEEDS_JSON.read_text()))
 
 
