@@ -79,7 +79,7 @@ PROFILES: dict[str, dict] = {
                   logging_steps=1, save_steps=2, max_length=512, lora_r=4, lora_alpha=8),
     # The card's recipe on this CPU's budget: SmolLM2-135M, a class-balanced subset of train.
     "cpu-card": dict(model="smollm2-135m", train_size=1800, sampling="balanced", logging_steps=5, save_steps=50),
-    # The improved CPU profile: settings chosen on validation (`python -m hwlib search`), training <= 25 min here.
+    # The improved CPU profile: settings chosen on validation (`python -m hwlib search`, `curve`).
     "cpu": dict(model="smollm2-135m", train_size=3000, sampling="balanced", learning_rate=2e-3,
                 lr_scheduler="cosine", warmup_ratio=0.1, lora_r=16, lora_alpha=32, logging_steps=5, save_steps=50),
     # A CUDA GPU (Colab's free T4 included): the card's recipe on TinyLlama-1.1B, sized to end within a free Colab
@@ -91,10 +91,11 @@ PROFILES: dict[str, dict] = {
 # Why each profile exists and what it costs: shown by the notebooks and `python -m hwlib profiles`.
 PROFILE_NOTES: dict[str, str] = {
     "smoke": "plumbing only: a 2-layer random model, 4 steps; seconds on any machine, its numbers mean nothing",
-    "cpu": "the improved recipe on SmolLM2-135M (3,000 tweets, 250 steps): training measured at 18.5 min and the "
-           "whole `python -m hwlib run` at 40.5 min on a 2-core CPU (data/adapters/smollm2-135m-cpu/)",
+    "cpu": "the improved recipe on SmolLM2-135M (3,000 tweets, 250 steps): training 18.5 min and the whole `python -m "
+           "hwlib run` 40.5 min on a 2-core AVX-512 CPU (data/adapters/smollm2-135m-cpu/); on a 2-core AVX2 CPU "
+           "training took 26-28 min and the whole run would take over an hour (README, Results)",
     "cpu-card": "the card's exact recipe on SmolLM2-135M and 1,800 tweets: measured 20.2 min of training on a 2-core "
-                "CPU (data/adapters/smollm2-135m-card-recipe-cpu/)",
+                "AVX-512 CPU (data/adapters/smollm2-135m-card-recipe-cpu/)",
     "gpu": "TinyLlama-1.1B in 4-bit on 12,000 tweets (1,000 steps of 12). Estimate, not a measurement (no GPU was "
            "available to this project): ~0.7 s a step on a T4 from ~5.3 TFLOP a step (4 x 1.1e9 parameters x ~1,200 "
            "tokens) at ~8 TFLOP/s effective fp16 with 4-bit dequantization, so ~12 min of training and ~15 min of "
