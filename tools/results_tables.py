@@ -9,8 +9,8 @@ metrics.json carried it: it is resampled (seed 42, 1,000 draws) from the recorde
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import runpy
 from pathlib import Path
 
 from hwlib.metrics import bootstrap_interval, pairs_from_confusion
@@ -51,13 +51,9 @@ def quality() -> str:
     return "\n".join(lines)
 
 
-def module_at(path: Path):
-    """A script of this repository (not an installed package) loaded as a module, to reuse its names."""
-    name = "_".join(path.relative_to(ROOT).with_suffix("").parts)  # never "__main__", which would run the script
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script_names(path: Path) -> dict:
+    """The names a script of this repository (not an installed package) defines, run without its `__main__` block."""
+    return runpy.run_path(str(path))
 
 
 def bench_record(name: str) -> dict:
@@ -68,7 +64,7 @@ def bench(name: str, columns: list[str], rows: list[dict] | None = None) -> str:
     """The bench command, then its result rows (default: all of them) as a table of `columns`."""
     record = bench_record(name)
     lines = [f"`{record['command']}`", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows or record["results"]]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in (record["results"] if rows is None else rows)]
     return "\n".join(lines)
 
 
@@ -76,7 +72,7 @@ def peak_share() -> str:
     """The repeated share-of-limit table, then where one scoring run spent its time, by torch operator."""
     record = bench_record("peak-share-cpu")
     rows = [r for r in record["results"] if "time_shares" not in r]
-    lines = [bench("peak-share-cpu", module_at(ROOT / "bench" / "__main__.py").PEAK_SHARE_COLUMNS, rows)]
+    lines = [bench("peak-share-cpu", script_names(ROOT / "bench" / "__main__.py")["PEAK_SHARE_COLUMNS"], rows)]
     lines += ["", f"Each of the {rows[0]['repeats']} timings (tweets/s, then the limit in GFLOP/s): " + "; ".join(
         f"batch {r['batch_size']}: {r['tweets_per_s_all']}, {r['limit_gflops_all']}" for r in rows) + "."]
     for r in record["results"]:
@@ -93,8 +89,8 @@ def training_losses() -> str:
 
 def seed_variation() -> str:
     """The cpu recipe's three seeds on test and validation (written by tools/seed_spread.py)."""
-    spread = module_at(ROOT / "tools" / "seed_spread.py")
-    return spread.seed_table(json.loads(spread.SEEDS_JSON.read_text()))
+    spread = script_names(ROOT / "tools" / "seed_spread.py")
+    return spread["seed_table"](json.loads(spread["SEEDS_JSON"].read_text()))
 
 
 def sections() -> dict[str, str]:
