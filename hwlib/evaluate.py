@@ -17,7 +17,7 @@ from .data import ID2LABEL, LABELS, data_source, load_split, sample_indices, spl
 from .files import atomic_path, read_json, write_json
 from .metrics import bootstrap_interval, compute_metrics, save_confusion_png
 from .postprocess import postprocess_sentiment
-from .prompts import (answer, build_example, ensure_chat_template, render_prompt, render_transcript, special_strings,
+from .prompts import (answer, build_example, ensure_chat_template, render_prompt, render_transcript, protected_strings,
                       supports_system_role)
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def encode_for_scoring(tokenizer, texts: list[str]) -> list[Encoded]:
     label that splits into several tokens, or merges with its neighbours, is still scored correctly.
     """
     ensure_chat_template(tokenizer)
-    system_role, specials = supports_system_role(tokenizer), special_strings(tokenizer)
+    system_role, specials = supports_system_role(tokenizer), protected_strings(tokenizer)
     encoded = []
     for text in texts:
         example = build_example(text, LABELS[0], system_role, specials)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 SYSTEM_PROMPT = (
@@ -32,13 +33,41 @@ def special_strings(tokenizer) -> tuple[str, ...]:
     return tuple(sorted(found, key=len, reverse=True))
 
 
+def template_markers(tokenizer, template: str | None = None, eos_token: str | None = None) -> tuple[str, ...]:
+    """The markup a chat template writes around the turns (`<|im_start|>user`, `<|assistant|>`, `</s>`, ...), as
+    whitespace-separated pieces that are not plain words, longest first. Special tokens or not, a message must not
+    contain them: on Zephyr `<|user|>` and `<|assistant|>` are ordinary text that the template itself writes."""
+    return _template_markers(template or tokenizer.chat_template or CHATML_TEMPLATE, tokenizer, eos_token)
+
+
+@lru_cache(maxsize=16)
+def _template_markers(template: str, tokenizer, eos_token: str | None) -> tuple[str, ...]:
+    probe = {role: f"PROBE{role.upper()}7f3a" for role in ("system", "user", "assistant")}
+    conversation = [{"role": role, "content": content} for role, content in probe.items()]
+    if not _supports_system_role(template, tokenizer):
+        conversation = conversation[1:]
+    extra = {} if eos_token is None else {"eos_token": eos_token}
+    rendered = tokenizer.apply_chat_template(conversation, chat_template=template, tokenize=False,
+                                             add_generation_prompt=False, **extra)
+    for content in probe.values():
+        rendered = rendered.replace(content, " ")
+    pieces = {piece for piece in rendered.split() if not piece.isalnum()}
+    return tuple(sorted(pieces, key=len, reverse=True))
+
+
+def protected_strings(tokenizer, template: str | None = None, eos_token: str | None = None) -> tuple[str, ...]:
+    """What `neutralize` breaks in a message: the tokenizer's special tokens and the template's own markup."""
+    found = set(special_strings(tokenizer)) | set(template_markers(tokenizer, template, eos_token))
+    return tuple(sorted(found, key=len, reverse=True))
+
+
 def neutralize(text: str, specials: tuple[str, ...]) -> str:
-    """The message with each special-token string in it broken by a zero-width space after its first character.
+    """The message with each protected string in it broken by a zero-width space after its first character.
 
     The chat template is rendered to text and then tokenized with special tokens recognised, so a tweet containing
-    `<|im_end|>` could otherwise close its own turn and write a fake assistant answer. Broken this way the string is
-    tokenized as ordinary characters and reads the same to a person. Training, `score` and `generate` all go
-    through this, so they see the same text.
+    `<|im_end|>` (ChatML) or a line `<|assistant|>` (Zephyr, where it is plain text) could otherwise close its own turn
+    and write a fake assistant answer. Broken this way the string is tokenized as other characters and reads the same
+    to a person. Training, `score` and `generate` all go through this, so they see the same text.
     """
     for special in specials:
         if special in text:
@@ -54,7 +83,7 @@ def answer(label: str) -> str:
 def build_messages(text: str, system_role: bool = True, specials: tuple[str, ...] = ()) -> list[Message]:
     """System and user turns for one message; without a system role the system text opens the user turn.
 
-    `specials` (from `special_strings(tokenizer)`) are neutralized in the message, so its text stays text."""
+    `specials` (from `protected_strings(tokenizer)`) are neutralized in the message, so its text stays text."""
     user = USER_TEMPLATE.format(text=neutralize(text, specials))
     if system_role:
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
@@ -98,14 +127,14 @@ def _supports_system_role(template: str, tokenizer) -> bool:
 def render_prompt(tokenizer, text: str) -> str:
     """The prompt as the model sees it at inference: chat template applied, generation prompt appended."""
     ensure_chat_template(tokenizer)
-    messages = build_messages(text, supports_system_role(tokenizer), special_strings(tokenizer))
+    messages = build_messages(text, supports_system_role(tokenizer), protected_strings(tokenizer))
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def render_transcript(tokenizer, text: str, label: str) -> str:
     """Prompt and answer rendered as one conversation, as seen in training."""
     ensure_chat_template(tokenizer)
-    example = build_example(text, label, supports_system_role(tokenizer), special_strings(tokenizer))
+    example = build_example(text, label, supports_system_role(tokenizer), protected_strings(tokenizer))
     return tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
 
 
@@ -118,22 +147,36 @@ ZEPHYR_TEMPLATE = (
 )
 
 
-# Each preset's chat format: the template's layout and the token that ends a turn (the token the model learns to stop
-# on). SmolLM2 and Lite-Oute use ChatML; TinyLlama-1.1B-Chat uses the Zephyr layout with its `</s>`.
-CHAT_FORMATS: dict[str, tuple[str, str, str]] = {
-    "smollm2-135m": ("ChatML", CHATML_TEMPLATE, "<|im_end|>"),
-    "lite-oute-300m": ("ChatML", CHATML_TEMPLATE, "<|im_end|>"),
-    "tinyllama-1.1b": ("Zephyr", ZEPHYR_TEMPLATE, "</s>"),
+@dataclass(frozen=True)
+class ChatFormat:
+    """A preset's chat format: its layout's name, the template, the token that ends a turn (the token the model learns
+    to stop on) and which of the template's markers that model's tokenizer reads as special tokens (the rest are
+    ordinary text, which only `neutralize` keeps out of messages)."""
+
+    layout: str
+    template: str
+    end_of_turn: str
+    special_markers: tuple[str, ...]
+
+
+# SmolLM2 and Lite-Oute use ChatML; TinyLlama-1.1B-Chat uses the Zephyr layout, where only `</s>` is a special token
+# of its (Llama) tokenizer and the role markers are spelled in ordinary sub-word tokens.
+CHAT_FORMATS: dict[str, ChatFormat] = {
+    "smollm2-135m": ChatFormat("ChatML", CHATML_TEMPLATE, "<|im_end|>", ("<|im_start|>", "<|im_end|>")),
+    "lite-oute-300m": ChatFormat("ChatML", CHATML_TEMPLATE, "<|im_end|>", ("<|im_start|>", "<|im_end|>")),
+    "tinyllama-1.1b": ChatFormat("Zephyr", ZEPHYR_TEMPLATE, "</s>", ("</s>",)),
 }
 
 
-def render_in_format(tokenizer, preset: str, text: str, label: str) -> str:
+def render_in_format(tokenizer, preset: str, text: str, label: str, system_role: bool = True) -> str:
     """A training conversation laid out in a preset's chat format with that model's own end-of-turn token, rendered
-    offline with any tokenizer (the template is text; only the special tokens' spelling comes from the preset)."""
-    _, template, end_of_turn = CHAT_FORMATS[preset]
-    example = build_example(text, label, specials=special_strings(tokenizer) + (end_of_turn,))
-    return tokenizer.apply_chat_template(example["prompt"] + example["completion"], chat_template=template,
-                                         tokenize=False, eos_token=end_of_turn)
+    offline with any tokenizer (the template is text; only the special tokens' spelling comes from the preset).
+    `system_role=False` renders the fallback for templates without a system turn (the system text opens the user's)."""
+    chat = CHAT_FORMATS[preset]
+    protected = protected_strings(tokenizer, chat.template, chat.end_of_turn) + (chat.end_of_turn,)
+    example = build_example(text, label, system_role, specials=tuple(sorted(set(protected), key=len, reverse=True)))
+    return tokenizer.apply_chat_template(example["prompt"] + example["completion"], chat_template=chat.template,
+                                         tokenize=False, eos_token=chat.end_of_turn)
 
 
 def token_counts(tokenizer, text: str, label: str) -> dict[str, int]:

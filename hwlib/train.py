@@ -16,7 +16,7 @@ from .config import PACKAGE_PARENT, ConfigError, HwlibError, TrainConfig, comput
 from .data import ID2LABEL, class_counts, data_source, load_split, subsample
 from .files import write_json
 from .models import fingerprints, load_model
-from .prompts import build_example, ensure_chat_template, special_strings, supports_system_role
+from .prompts import build_example, ensure_chat_template, protected_strings, supports_system_role
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class RunExistsError(HwlibError, FileExistsError):
 def training_examples(dataset: Dataset, tokenizer) -> Dataset:
     """TRL conversational prompt/completion rows built from `text`/`label` rows."""
     ensure_chat_template(tokenizer)
-    system_role, specials = supports_system_role(tokenizer), special_strings(tokenizer)
+    system_role, specials = supports_system_role(tokenizer), protected_strings(tokenizer)
     rows = [build_example(text, ID2LABEL[label], system_role, specials)
             for text, label in zip(dataset["text"], dataset["label"])]
     return Dataset.from_list(rows)
@@ -431,28 +431,66 @@ def shipped_adapter(profile: str) -> Path | None:
     return None
 
 
-def lesson_run(config: TrainConfig, train_now: bool = False) -> tuple[Path, str]:
-    """The run notebooks 03 and 04 teach with, and how it was obtained.
+FALLBACK_PROFILE = "cpu"  # its shipped adapter stands in where a profile ships none (a fresh Colab runtime on a GPU)
 
-    `train_now=True` trains (or resumes, or reuses an identical finished run) in `config.output_dir`. Otherwise a
-    finished run there is reused; else the profile's shipped adapter is copied to `<output_dir>-shipped` (so its
-    evaluations are written there, not into the repository); else, for profiles that ship none, it trains.
-    Every path refuses a run whose settings differ from `config` and names the differences.
+
+@dataclasses.dataclass
+class LessonRun:
+    """The run a lesson teaches with: its folder, how it was obtained (printed by the lesson), and its settings."""
+
+    folder: Path
+    how: str
+    config: TrainConfig  # the run's own settings: another profile's where the lesson fell back to a shipped adapter
+
+
+def lesson_run(config: TrainConfig, train_now: bool = False) -> LessonRun:
+    """The run lessons 03 and 04 teach with, and how it was obtained. Training happens only when asked for.
+
+    `train_now=True` trains (or resumes, or reuses an identical finished run) in `config.output_dir`. Otherwise, in
+    this order: a finished run there (for example on Google Drive, saved by lesson 03 in another Colab runtime);
+    the profile's shipped adapter, copied to `<output_dir>-shipped` (so evaluations are written there, not into the
+    repository); for `smoke`, which ships none and trains in seconds, a training; for the GPU profiles, the `cpu`
+    profile's shipped SmolLM2 adapter, with its own settings. Every path refuses a run whose settings differ from
+    the config it was asked for and names the differences.
     """
     output = Path(config.output_dir)
     if train_now or (output / RUN_CONFIG).is_file():
         reused = (output / RUN_CONFIG).is_file()
-        return train_or_load(config), "reused the finished run" if reused else "trained now"
+        return LessonRun(train_or_load(config), "reused the finished run" if reused else "trained now", config)
     shipped = shipped_adapter(config.profile)
-    if shipped is None:
-        return train_or_load(config), f"trained now (profile {config.profile!r} ships no adapter)"
-    check_same_settings(config, shipped)
+    if shipped is not None:
+        check_same_settings(config, shipped)
+        return LessonRun(_shipped_copy(shipped, output), f"the shipped adapter {shipped.parent.name}/{shipped.name} "
+                         f"(no finished run in {output})", config)
+    if config.profile == "smoke":
+        return LessonRun(train_or_load(config), "trained now: the smoke profile ships no adapter and trains in "
+                         "seconds (plumbing only)", config)
+    fallback = shipped_adapter(FALLBACK_PROFILE)
+    if fallback is None:
+        raise ConfigError(f"no finished run in {output} and no shipped adapter to fall back on: set TRAIN = True")
+    from .config import train_config
+
+    stand_in = train_config(FALLBACK_PROFILE, output_dir=str(output.with_name(FALLBACK_PROFILE)),
+                            data_dir=config.data_dir)
+    check_same_settings(stand_in, fallback)
+    how = (f"the shipped adapter {fallback.parent.name}/{fallback.name} (profile {FALLBACK_PROFILE!r}, "
+           f"{stand_in.model}): {output} holds no finished run and profile {config.profile!r} ships no adapter, so "
+           f"nothing was trained. To study a {config.profile!r} run, set TRAIN = True in lesson 03 (RUNS on Google "
+           "Drive keeps it for lesson 04)")
+    return LessonRun(_shipped_copy(fallback, stand_in.output_dir), how, stand_in)
+
+
+def _shipped_copy(shipped: Path, output: str | Path) -> Path:
+    """A copy of a shipped adapter at `<output>-shipped`, made once, so evaluations never write into the repo."""
+    output = Path(output)
     copy = output.with_name(output.name + "-shipped")
     if not (copy / RUN_CONFIG).is_file():
+        staging = copy.with_name(copy.name + ".partial")
         shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(shipped, copy.with_name(copy.name + ".partial"), dirs_exist_ok=True)
-        copy.with_name(copy.name + ".partial").rename(copy)
-    return copy, f"the shipped adapter {shipped.parent.name}/{shipped.name} (copied to {copy})"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(shipped, staging)
+        staging.rename(copy)
+    return copy
 
 
 def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall_time: float,

@@ -30,6 +30,10 @@ import sys
 
 REPO = "your-org/tweet-sentiment-qlora"
 if "google.colab" in sys.modules:
+    if not os.path.isdir("/content/course") and REPO.startswith("your-org/"):
+        raise SystemExit("This course is not published on GitHub yet, so Colab cannot clone it: upload a copy of "
+                         "your clone to /content/course (Files pane) and run this cell again, or open the lessons "
+                         "from a local clone in JupyterLab (README, Installation).")
     if not os.path.isdir("/content/course"):
         subprocess.run(["git", "clone", "--depth", "1", f"https://github.com/{REPO}.git", "/content/course"],
                        check=True)
@@ -44,8 +48,12 @@ from pathlib import Path
 
 from hwlib.config import PROFILE_NOTES, default_profile, train_config
 
-PROFILE = os.environ.get("HWLIB_PROFILE") or default_profile()  # smoke | cpu | cpu-card | gpu | gpu-full
-config = train_config(PROFILE, output_dir=str(Path("..") / "runs" / PROFILE))
+PROFILE = os.environ.get("HWLIB_PROFILE") or default_profile()  # smoke | cpu | cpu-card | gpu | gpu-card
+RUNS = Path("..") / "runs"  # where runs are kept. Colab runs each notebook in its own runtime: to let lesson 04
+# find lesson 03's run there, keep runs on Google Drive (opt-in): uncomment the next two lines in every lesson.
+# from google.colab import drive; drive.mount("/content/drive")
+# RUNS = Path("/content/drive/MyDrive/tweet-sentiment-runs")
+config = train_config(PROFILE, output_dir=str(RUNS / PROFILE))
 print(f"profile {PROFILE!r}, model {config.model!r}: {PROFILE_NOTES[PROFILE]}")
 
 # %% [markdown]

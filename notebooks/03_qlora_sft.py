@@ -33,6 +33,10 @@ import sys
 
 REPO = "your-org/tweet-sentiment-qlora"
 if "google.colab" in sys.modules:
+    if not os.path.isdir("/content/course") and REPO.startswith("your-org/"):
+        raise SystemExit("This course is not published on GitHub yet, so Colab cannot clone it: upload a copy of "
+                         "your clone to /content/course (Files pane) and run this cell again, or open the lessons "
+                         "from a local clone in JupyterLab (README, Installation).")
     if not os.path.isdir("/content/course"):
         subprocess.run(["git", "clone", "--depth", "1", f"https://github.com/{REPO}.git", "/content/course"],
                        check=True)
@@ -47,8 +51,12 @@ from pathlib import Path
 
 from hwlib.config import PROFILE_NOTES, default_profile, train_config
 
-PROFILE = os.environ.get("HWLIB_PROFILE") or default_profile()  # smoke | cpu | cpu-card | gpu | gpu-full
-config = train_config(PROFILE, output_dir=str(Path("..") / "runs" / PROFILE))
+PROFILE = os.environ.get("HWLIB_PROFILE") or default_profile()  # smoke | cpu | cpu-card | gpu | gpu-card
+RUNS = Path("..") / "runs"  # where runs are kept. Colab runs each notebook in its own runtime: to let lesson 04
+# find lesson 03's run there, keep runs on Google Drive (opt-in): uncomment the next two lines in every lesson.
+# from google.colab import drive; drive.mount("/content/drive")
+# RUNS = Path("/content/drive/MyDrive/tweet-sentiment-runs")
+config = train_config(PROFILE, output_dir=str(RUNS / PROFILE))
 print(f"profile {PROFILE!r}, model {config.model!r}: {PROFILE_NOTES[PROFILE]}")
 
 # %% [markdown]
@@ -66,8 +74,9 @@ TRAIN = False  # True: train now with `config`; False: reuse a finished run or t
 
 from hwlib.train import lesson_run
 
-run_dir, how = lesson_run(config, train_now=TRAIN)
-print(f"run: {run_dir}\nobtained: {how}")
+run = lesson_run(config, train_now=TRAIN)
+run_dir, config = run.folder, run.config  # config: the settings of the run studied here
+print(f"run: {run_dir}\nobtained: {run.how}")
 
 # %% [markdown]
 # The settings of this run, as the typed configuration holds them. Everything the training depends on is in this one
@@ -105,7 +114,7 @@ from hwlib.models import load_model
 
 dense, _ = load_model(config.model, quantize=None)  # the same weights before quantization
 weight = dense.model.layers[0].self_attn.k_proj.weight.detach().float()
-levels = get_4bit_type("nf4", device="cpu")
+levels = get_4bit_type("nf4", device=weight.device)  # on the model's device, CPU or GPU
 print("the 16 NF4 levels:", [round(v, 4) for v in levels.tolist()])
 
 # %%
@@ -117,7 +126,7 @@ by_hand = levels[codes] * absmax
 packed, state = quantize_4bit(weight, blocksize=64, quant_type="nf4", compress_statistics=False)
 library = dequantize_4bit(packed, state, quant_type="nf4").flatten()[:64].float()
 assert torch.allclose(by_hand, library, rtol=0, atol=1e-6 * absmax.item()), "NF4 by hand differs from bitsandbytes"
-pd.DataFrame({"weight": block[:6], "4-bit code": codes[:6], "dequantized": by_hand[:6]}).round(5)
+pd.DataFrame({"weight": block[:6].cpu(), "4-bit code": codes[:6].cpu(), "dequantized": by_hand[:6].cpu()}).round(5)
 
 # %% [markdown]
 # The assertion passed: our few lines reproduce bitsandbytes' NF4 exactly on this block. Each weight became a 4-bit
@@ -177,7 +186,7 @@ scale = lora_layer.scaling["default"]
 assert scale == tuned.peft_config["default"].lora_alpha / tuned.peft_config["default"].r
 
 torch.manual_seed(0)
-x = torch.randn(2, 5, A.shape[1], dtype=A.dtype)
+x = torch.randn(2, 5, A.shape[1], dtype=A.dtype, device=A.device)  # an input on the layer's own device
 with torch.no_grad():
     base = lora_layer.base_layer(x).float()
     update = scale * (x @ A.T @ B.T).float()
@@ -287,7 +296,8 @@ from trl import SFTTrainer
 
 from hwlib.train import shared_prefix_inputs, shared_prefix_length
 
-rows = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+rows = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])  # built on the CPU, as the Trainer does
+rows = {name: values.to(trainer.model.device) for name, values in rows.items()}  # and moved to the model, as it does
 shared_tokens = shared_prefix_length(rows["input_ids"], rows["attention_mask"], rows["labels"])
 real_tokens = int(rows["attention_mask"].sum())
 print(f"{shared_tokens} leading tokens are the same in all 4 rows; computing them once skips "

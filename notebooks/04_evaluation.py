@@ -31,6 +31,10 @@ import sys
 
 REPO = "your-org/tweet-sentiment-qlora"
 if "google.colab" in sys.modules:
+    if not os.path.isdir("/content/course") and REPO.startswith("your-org/"):
+        raise SystemExit("This course is not published on GitHub yet, so Colab cannot clone it: upload a copy of "
+                         "your clone to /content/course (Files pane) and run this cell again, or open the lessons "
+                         "from a local clone in JupyterLab (README, Installation).")
     if not os.path.isdir("/content/course"):
         subprocess.run(["git", "clone", "--depth", "1", f"https://github.com/{REPO}.git", "/content/course"],
                        check=True)
@@ -45,8 +49,12 @@ from pathlib import Path
 
 from hwlib.config import PROFILE_NOTES, default_profile, train_config
 
-PROFILE = os.environ.get("HWLIB_PROFILE") or default_profile()  # smoke | cpu | cpu-card | gpu | gpu-full
-config = train_config(PROFILE, output_dir=str(Path("..") / "runs" / PROFILE))
+PROFILE = os.environ.get("HWLIB_PROFILE") or default_profile()  # smoke | cpu | cpu-card | gpu | gpu-card
+RUNS = Path("..") / "runs"  # where runs are kept. Colab runs each notebook in its own runtime: to let lesson 04
+# find lesson 03's run there, keep runs on Google Drive (opt-in): uncomment the next two lines in every lesson.
+# from google.colab import drive; drive.mount("/content/drive")
+# RUNS = Path("/content/drive/MyDrive/tweet-sentiment-runs")
+config = train_config(PROFILE, output_dir=str(RUNS / PROFILE))
 print(f"profile {PROFILE!r}, model {config.model!r}: {PROFILE_NOTES[PROFILE]}")
 
 # %% [markdown]
@@ -65,10 +73,11 @@ SAMPLE_ROWS = 200
 from hwlib.config import eval_config
 from hwlib.train import lesson_run
 
-run_dir, how = lesson_run(config, train_now=TRAIN)
+run = lesson_run(config, train_now=TRAIN)
+run_dir, config = run.folder, run.config  # config: the settings of the run evaluated here
 evaluation = (eval_config(PROFILE) if WHOLE_SPLIT else
               eval_config(PROFILE, limit=SAMPLE_ROWS, generate_limit=SAMPLE_ROWS))  # the same tweets for both methods
-print(f"run: {run_dir} ({how})\nevaluating {'all' if evaluation.limit is None else evaluation.limit} test tweets "
+print(f"run: {run_dir}\nobtained: {run.how}\nevaluating {'all' if evaluation.limit is None else evaluation.limit} test tweets "
       f"with score, {evaluation.generate_limit} with generate")
 
 # %% [markdown]
@@ -116,7 +125,7 @@ end_offset = common_length([t[::-1] for t in transcripts])  # the shared ending:
 by_hand = []
 with torch.no_grad():
     for ids in transcripts:
-        log_probs = model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+        log_probs = model(torch.tensor([ids], device=model.device)).logits[0].float().log_softmax(-1)
         label_positions = range(start, len(ids) - end_offset)
         by_hand.append(sum(log_probs[p - 1, ids[p]].item() for p in label_positions))  # token p predicted at p - 1
 by_hand = torch.tensor(by_hand)

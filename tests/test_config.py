@@ -62,3 +62,24 @@ def test_cpu_rule_and_override(fresh_rule):
 def test_every_profile_says_why_and_how_long():
     assert set(PROFILE_NOTES) == set(PROFILES)
     assert "estimate" in PROFILE_NOTES["gpu"].lower()
+
+
+def test_gpu_profiles_carry_the_improved_recipe_and_keep_the_cards(fresh_rule, capsys):
+    """`gpu` uses the recipe chosen on validation (not the card's); `gpu-card` is the card's exactly, on all rows."""
+    from hwlib.__main__ import main
+    from hwlib.config import TrainConfig
+
+    improved, gpu, card = PROFILES["cpu"], PROFILES["gpu"], PROFILES["gpu-card"]
+    for setting in ("sampling", "lr_scheduler", "warmup_ratio", "lora_r", "lora_alpha"):
+        assert gpu[setting] == improved[setting], setting
+    card_defaults = TrainConfig()
+    assert card["train_size"] is None and card["model"] == "tinyllama-1.1b"
+    assert not set(card) & {"learning_rate", "lr_scheduler", "lora_r", "lora_alpha", "target_modules", "epochs",
+                            "batch_size"}, "the card's recipe is the TrainConfig defaults"
+    assert (card_defaults.learning_rate, card_defaults.lora_r, card_defaults.batch_size) == (5e-4, 8, 12)
+    fresh_rule.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["profiles"]) == 0
+    shown = capsys.readouterr().out
+    for name in ("gpu", "gpu-card"):
+        assert f"\n{name}\n  {PROFILE_NOTES[name]}" in "\n" + shown
+        assert "estimate" in PROFILE_NOTES[name]

@@ -1,12 +1,19 @@
-"""The prepared GPU check (tools/gpu_check.py): its plumbing on the CPU here, the CUDA path where a GPU is visible."""
+"""The GPU path: the prepared check (tools/gpu_check.py) on the CPU here and on CUDA where visible, and the lessons
+proven device-correct and Colab-safe without a GPU."""
 
 import json
+import os
+import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import jupytext
 import pytest
 import torch
+
+from .simulated_device import DeviceMixError, SimulatedAccelerator
 
 SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "gpu_check.py"
 
@@ -33,3 +40,97 @@ def test_cuda_path_in_fp16_and_bf16():
     assert fp16["stopped_at_step_2"] and fp16["evaluated_rows"] > 0
     bf16 = reports[1]
     assert "skipped" in bf16 or bf16["compute_dtype"] == "bfloat16" == bf16["run_config_compute_dtype"]
+
+
+# The lessons on a GPU, proven without one: each lesson's own cells, executed with the model on a simulated device
+# (tests/simulated_device.py) that refuses to mix with CPU tensors as CUDA does.
+
+
+ROOT = SCRIPT.parent.parent
+LESSONS = runpy.run_path(str(ROOT / "tools" / "notebooks.py"))["sources"]()
+LESSON_FILE = "<lesson"
+
+
+def run_lesson(source: Path, stop_after: str | None = None) -> dict:
+    """Execute a lesson's code cells in order (Colab-only cells skipped) and return its namespace. Cells are compiled
+    under the name `<lesson NAME cell I>`, so the simulated device knows which code is the lesson's own."""
+    namespace = {"__name__": "__main__"}
+    for index, cell in enumerate(jupytext.read(source).cells):
+        if cell.cell_type != "code" or "NBVAL_SKIP" in cell.source:
+            continue
+        exec(compile(cell.source, f"{LESSON_FILE} {source.stem} cell {index}>", "exec"), namespace)
+        if stop_after is not None and stop_after in cell.source:
+            break
+    return namespace
+
+
+@pytest.fixture
+def lesson_folder(tmp_path, monkeypatch, smoke_run):
+    """A working folder like notebooks/ whose `../runs/smoke` already holds a finished smoke run."""
+    (tmp_path / "notebooks").mkdir()
+    shutil.copytree(smoke_run, tmp_path / "runs" / "smoke")
+    monkeypatch.chdir(tmp_path / "notebooks")
+    monkeypatch.setenv("HWLIB_PROFILE", "smoke")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    yield tmp_path
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_the_simulated_device_refuses_what_cuda_refuses():
+    """The yardstick itself: each mistake of a CPU-only lesson raises, the corrected code runs."""
+    layer = torch.nn.Linear(4, 3)
+    with SimulatedAccelerator((__file__,)):
+        assert layer.weight.device != torch.device("cpu")
+        with pytest.raises(DeviceMixError, match="Linear got an input"):
+            layer(torch.ones(2, 4))  # an input built on the CPU
+        with pytest.raises(DeviceMixError, match="same device"):
+            layer.weight - torch.zeros(3, 4)  # arithmetic with a CPU tensor in the code under test
+        with pytest.raises(TypeError, match="numpy"):
+            layer.weight.detach().numpy()
+        out = layer(torch.ones(2, 4, device=layer.weight.device))  # what the lessons do
+        assert out.device == layer.weight.device and (out.detach().cpu() * 2).numpy().shape == (2, 3)
+        assert (layer.weight * torch.tensor(2.0)).device == layer.weight.device  # 0-dim CPU tensors mix, as on CUDA
+
+
+@pytest.mark.parametrize("source", LESSONS, ids=lambda p: p.stem)
+def test_lessons_keep_every_tensor_on_the_models_device(source, lesson_folder):
+    """Every tensor a lesson builds to compare with a model's takes that model's device (CPU or CUDA)."""
+    with SimulatedAccelerator((LESSON_FILE,)):
+        run_lesson(source)
+
+
+@pytest.mark.parametrize("source", [s for s in LESSONS if "lesson_run(" in s.read_text()], ids=lambda p: p.stem)
+def test_a_gpu_lesson_without_a_run_studies_the_shipped_adapter_and_never_trains(source, lesson_folder, monkeypatch):
+    """Colab runs each notebook in its own runtime: with TRAIN = False and no run on a GPU profile, the lesson falls
+    back to the shipped SmolLM2 adapter and says so, and training is never called."""
+    import hwlib.train
+    from hwlib import config
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the lesson trained although TRAIN = False")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(hwlib.train, "train_or_load", no_training)
+    config.device.cache_clear()
+    monkeypatch.setenv("HWLIB_PROFILE", "gpu")
+    try:
+        namespace = run_lesson(source, stop_after="lesson_run(config")
+    finally:
+        config.device.cache_clear()
+    run = namespace["run"]
+    assert run.folder.resolve() == lesson_folder / "runs" / "cpu-shipped" and run.config.profile == "cpu"
+    assert "nothing was trained" in run.how and "gpu" in run.how
+    assert namespace["config"] == run.config  # the rest of the lesson studies that run, with its own settings
+
+
+@pytest.mark.parametrize("source", LESSONS, ids=lambda p: p.stem)
+def test_colab_setup_says_the_course_is_not_published_yet(source, monkeypatch):
+    """Until REPO names a published repository, the Colab cell stops with one sentence instead of a git error."""
+    setup = next(c.source for c in jupytext.read(source).cells if "google.colab" in c.source)
+    monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
+    monkeypatch.setattr(os.path, "isdir", lambda path: False)
+    monkeypatch.setattr("subprocess.run", lambda *a, **k: pytest.fail("tried to clone the placeholder repository"))
+    with pytest.raises(SystemExit, match="not published on GitHub yet"):
+        exec(compile(setup, "<setup cell>", "exec"), {"__name__": "__main__"})

@@ -199,8 +199,9 @@ def test_lesson_run_uses_the_shipped_adapter_without_training(tmp_path):
     from hwlib.train import ConfigMismatchError, lesson_run, shipped_adapter
 
     config = train_config("cpu", output_dir=str(tmp_path / "cpu"))
-    run_dir, how = lesson_run(config)
-    assert run_dir == tmp_path / "cpu-shipped" and "shipped adapter" in how
+    run = lesson_run(config)
+    run_dir = run.folder
+    assert run_dir == tmp_path / "cpu-shipped" and "shipped adapter" in run.how and run.config == config
     assert read_run(run_dir) == read_run(shipped_adapter("cpu"))
     assert not (tmp_path / "cpu").exists()  # nothing trained
     with pytest.raises(ConfigMismatchError, match=r"lora_r: run has 16, you asked for 8"):
