@@ -92,7 +92,7 @@ def sft_config(config: TrainConfig):
 # Why each setting that hwlib changes from peft's and TRL's defaults has the value it has (notebook 03 shows them).
 WHY = {
     "r": "rank of the update B·A: the card's 8; the cpu profile's 16 was chosen on validation",
-    "lora_alpha": "the update is scaled by alpha / r (here 2), so r can change without retuning the learning rate",
+    "lora_alpha": "the update is scaled by alpha / r; every profile keeps alpha = 2r, so the scale is 2 at any rank",
     "lora_dropout": "a little dropout on the adapter's input, against overfitting a few thousand tweets",
     "target_modules": "the card adapts the attention keys and values only",
     "task_type": "a causal LM: peft wraps the model for next-token prediction",
@@ -128,11 +128,18 @@ def changed_settings(settings) -> "pd.DataFrame":
     with the reason. Defaults are read from the dataclass fields, not by building a default object (TRL's refuses
     to build on a CPU without `use_cpu`)."""
     import dataclasses
+    import enum
 
     import pandas as pd
 
-    def plain(value) -> str:
-        return str(sorted(value) if isinstance(value, (set, frozenset)) else value)
+    def plain(value) -> str:  # one spelling per value: an enum and its string, ["x"] and "x"; [], "" and "none"
+        if isinstance(value, enum.Enum):
+            value = value.value
+        if isinstance(value, (set, frozenset)):
+            value = sorted(value)
+        if isinstance(value, (list, tuple)) and len(value) <= 1:
+            value = value[0] if value else ""
+        return "" if value == "none" else str(value)
 
     rows = []
     for field in dataclasses.fields(settings):

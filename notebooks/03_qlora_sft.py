@@ -21,9 +21,11 @@
 # - read a loss curve and a learning-rate schedule.
 #
 # **What you need.** Lessons 01 and 02; basic PyTorch (tensors, `nn.Linear`, a training step). Time: with the shipped
-# adapter (the default here), about 3 minutes on a 2-core CPU. Training the `cpu` profile yourself takes about
-# 20 minutes on such a CPU; the `gpu` profile is *estimated* at about 12 minutes of training on a Colab T4 (the
-# profile note printed below says how that estimate was made).
+# adapter (the default here), about a minute on a 2-core CPU (the README's lessons table, measured with
+# `python tools/notebooks.py execute cpu 03`). Training yourself (`TRAIN = True`) takes what the profile note printed
+# below says: measured minutes for the CPU profiles, an *estimate* for the GPU ones. **Downloads:** with the shipped
+# adapter, nothing beyond lesson 02's SmolLM2 wheel; `TRAIN = True` on a GPU profile fetches TinyLlama-1.1B
+# (2.2 GB from the Hub, several minutes).
 # %%
 # NBVAL_SKIP
 # Colab only: clone the course and install what Colab lacks; Colab's own torch and numpy stay. Elsewhere: nothing.
@@ -171,10 +173,12 @@ pd.DataFrame({
 #
 # `y = W x + (alpha / r) · B A x`
 #
-# `B` starts at zero, so training starts from the unchanged model; `alpha / r` scales the update so that changing
-# `r` does not change the effective learning rate. Only `A` and `B` are trained.
+# `B` starts at zero, so training starts from the unchanged model. The factor `alpha / r` keeps the update's size
+# from growing with `r` when `alpha` is held fixed; every profile of this course instead sets `alpha = 2r`, so the
+# factor is 2 whatever the rank. Only `A` and `B` are trained.
 #
-# We check this formula against the run's trained adapter, on the first layer's `k_proj`, with a random input.
+# We check this formula against the run's trained adapter, on the first layer's `k_proj`, with a real input: the
+# hidden states of a tweet's prompt as they enter that layer's attention (embeddings, then the layer's input norm).
 
 # %%
 from hwlib.models import load_adapter
@@ -185,9 +189,12 @@ A, B = lora_layer.lora_A["default"].weight, lora_layer.lora_B["default"].weight
 scale = lora_layer.scaling["default"]
 assert scale == tuned.peft_config["default"].lora_alpha / tuned.peft_config["default"].r
 
-torch.manual_seed(0)
-x = torch.randn(2, 5, A.shape[1], dtype=A.dtype, device=A.device)  # an input on the layer's own device
+from hwlib.prompts import render_prompt
+
+prompt_ids = tokenizer(render_prompt(tokenizer, "I love this song!"), return_tensors="pt", add_special_tokens=False)
 with torch.no_grad():
+    hidden = tuned.get_input_embeddings()(prompt_ids["input_ids"].to(A.device))  # on the model's own device
+    x = tuned.base_model.model.model.layers[0].input_layernorm(hidden).to(A.dtype)
     base = lora_layer.base_layer(x).float()
     update = scale * (x @ A.T @ B.T).float()
     layer_output = lora_layer(x).float()
@@ -196,13 +203,15 @@ print(f"A {tuple(A.shape)}, B {tuple(B.shape)}, alpha/r = {scale:g}; "
       f"|BAx| / |Wx| = {(update.norm() / base.norm()).item():.3f}")
 
 # %% [markdown]
-# peft's layer computes exactly `W x + (alpha/r) · B A x`. The last number shows the size of the learned update
-# relative to the frozen layer's output: a small correction, not a new layer.
+# peft's layer computes exactly `W x + (alpha/r) · B A x`. The last number is the size of the learned update
+# relative to the frozen layer's output on this real input: the adapter corrects the keys, it does not replace them
+# (on `smoke`, 4 steps from `B = 0`, it is close to zero).
 #
 # **Why only `k_proj` and `v_proj`?** In attention, each token's *query* is compared with every token's *key* to
 # decide where to look, and the *values* are what is read from there. Adapting keys and values changes what the
-# answer position can find in the tweet and what it reads from it, which is what classification needs, while the
-# rest of the network, including how it writes English, stays untouched. It is also the cheapest choice: in grouped
+# answer position can find in the tweet and what it reads from it, which is what classification needs. All other
+# weights stay frozen, though not unaffected: the changed keys and values change each layer's output, and so the
+# input of every later layer. It is also the cheapest choice: in grouped
 # query attention models like SmolLM2 and TinyLlama, `k_proj` and `v_proj` are narrower than `q_proj` and `o_proj`.
 # The card's authors made this choice; exercise 2 asks you to test a wider one.
 #
@@ -230,25 +239,97 @@ print(f"{counted['trainable']:,} trainable parameters = r * (in + out) over {2 *
 # bf16: TRL would store them in bf16, but a resumed run reloads them in fp32, and keeping fp32 from the start makes a
 # resumed run identical to an uninterrupted one.
 #
-# ## The configuration objects
+# ## TRL in plain sight: the four objects training uses
 #
-# `hwlib` builds the two objects the libraries take: peft's `LoraConfig` and TRL's `SFTConfig`. The tables list
-# every field that differs from the library's default, with the reason.
+# In your own project you would write four objects: transformers' `BitsAndBytesConfig` (how the base is stored),
+# peft's `LoraConfig` (where the adapter goes), TRL's `SFTConfig` (how to train) and TRL's `SFTTrainer` (which puts
+# them together). `hwlib.train` builds exactly these from `config`; below we write them by hand, as you would, and
+# assert that they equal hwlib's field by field.
 
 # %%
-from hwlib.train import changed_settings, lora_config
+from peft import LoraConfig
+from transformers import BitsAndBytesConfig
+from trl import SFTConfig, SFTTrainer
+
+from hwlib.config import compute_dtype
+from hwlib.models import quantization_config
+from hwlib.train import CHECKPOINTS, lora_config, sft_config
+
+bnb_config = BitsAndBytesConfig(
+    load_in_4bit=True, bnb_4bit_quant_type="nf4",  # NF4, the cell above
+    bnb_4bit_use_double_quant=True,                # absmax values in 8 bits
+    bnb_4bit_compute_dtype=compute_dtype(),        # dequantize to this dtype to compute: bf16/fp16 on GPUs
+)
+peft_config = LoraConfig(
+    r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+    target_modules=list(config.target_modules),    # the card: ["k_proj", "v_proj"]
+    task_type="CAUSAL_LM",
+)
+assert config.quantize != "nf4" or bnb_config.to_dict() == quantization_config(config.quantize).to_dict()
+assert peft_config == lora_config(config)
+print(f"compute dtype {compute_dtype()}; LoRA r={peft_config.r}, alpha={peft_config.lora_alpha} on "
+      f"{sorted(peft_config.target_modules)}")
+
+# %%
+on_gpu = torch.cuda.is_available()
+training_args = SFTConfig(
+    output_dir=str(Path(config.output_dir) / CHECKPOINTS),  # checkpoints inside the run folder
+    per_device_train_batch_size=config.batch_size, num_train_epochs=config.epochs, max_steps=config.max_steps,
+    learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler,
+    warmup_steps=config.warmup_ratio,          # below 1: a share of the steps
+    max_length=config.max_length,
+    completion_only_loss=True,                 # TRL's default (None) does this for prompt/completion rows too
+    activation_checkpointing=False,            # TRL's default True saves memory a small model does not need
+    bf16=compute_dtype() == torch.bfloat16, fp16=compute_dtype() == torch.float16,
+    train_sampling_strategy="group_by_length", # batches of similar length pad less
+    logging_steps=config.logging_steps, save_steps=config.save_steps, save_total_limit=2,
+    seed=config.seed, data_seed=config.seed, report_to="none", disable_tqdm=False,
+    use_cpu=not on_gpu, dataloader_pin_memory=on_gpu,
+)
+assert training_args.to_dict() == sft_config(config).to_dict(), "the SFTConfig by hand differs from hwlib's"
+
+# %%
+from hwlib.train import training_data, training_examples
+
+student_model, _ = load_model(config.model, config.quantize, trainable=True)  # from_pretrained(quantization_config=bnb_config)
+student_trainer = SFTTrainer(
+    model=student_model, args=training_args, processing_class=tokenizer, peft_config=peft_config,
+    train_dataset=training_examples(training_data(config), tokenizer),  # prompt/completion rows, lesson 02
+)
+mine = {name: tuple(p.shape) for name, p in student_trainer.model.named_parameters() if p.requires_grad}
+hwlibs = {name: tuple(p.shape) for name, p in trainer.model.named_parameters() if p.requires_grad}
+assert mine == hwlibs and student_trainer.train_dataset[0] == trainer.train_dataset[0]
+assert type(trainer).__bases__ == (SFTTrainer,) and [n for n in vars(type(trainer)) if not n.startswith("__")] == [
+    "compute_loss"], "hwlib's trainer is SFTTrainer with compute_loss replaced, nothing else"
+print(f"same {len(mine)} trainable matrices, same tokenized rows; hwlib's trainer is "
+      f"{type(trainer).__name__}({SFTTrainer.__name__}) with one method replaced: compute_loss")
+del student_trainer, student_model
+
+# %% [markdown]
+# Both trainers hold the same adapter on the same base and read the same tokenized rows. hwlib's differs in two
+# ways, both visible: its class replaces `compute_loss` with the shared-prefix version (the optional box below), and
+# it keeps the adapter's weights in fp32 (`hwlib.train.cast_adapter`; the paragraph above says why). To train with
+# your own objects, call `student_trainer.train()`: that is all `lesson_run` does with `TRAIN = True`, plus
+# checkpoints, the run record and the resume rules.
+#
+# Why each setting differs from the library's default, as `hwlib.train.changed_settings` lists them (values that
+# only differ in spelling, an enum and its string, are not listed):
+
+# %%
+from hwlib.train import changed_settings
 
 pd.set_option("display.max_colwidth", 110)
-changed_settings(lora_config(config))
+changed_settings(peft_config)
 
 # %%
-changed_settings(trainer.args)
+changed_settings(training_args)
 
 # %% [markdown]
 # Two lines deserve a comment. `completion_only_loss=True` is what makes this *supervised fine-tuning on the
-# answer*: the next section shows it at work. And `activation_checkpointing` is off: TRL turns it on by default to
-# save GPU memory by recomputing activations in the backward pass, which costs time and buys nothing for a model
-# this small.
+# answer*: TRL's default, `None`, already does the same for prompt/completion rows like ours; hwlib sets it anyway,
+# so that rows in another format are refused instead of silently trained on the prompt. The next section shows it at
+# work. And `activation_checkpointing` is off: TRL turns it on by default to save GPU memory by recomputing
+# activations in the backward pass, which costs time and buys nothing for a model this small.
 #
 # ## What the loss sees: the `-100` mask
 #
@@ -259,8 +340,6 @@ changed_settings(trainer.args)
 # length and compared with the collator's.
 
 # %%
-from hwlib.prompts import render_prompt
-
 example = trainer.train_dataset[0]
 batch = trainer.data_collator([example])
 input_ids, labels = batch["input_ids"][0], batch["labels"][0]
@@ -326,7 +405,7 @@ print(f"loss over whole rows {loss_whole_rows.item():.6f}, with the prefix share
 # %%
 from hwlib.train import read_run
 
-del trainer, dense, quantized  # free the models built for inspection
+del dense, quantized  # free the models built for inspection
 record = read_run(run_dir)
 {**{k: record[k] for k in ("examples", "steps", "final_loss", "wall_time_s", "examples_per_s")},
  "compute_dtype": record["hardware"]["compute_dtype"], "device": record["hardware"]["device"]}
@@ -357,9 +436,33 @@ display(Markdown(
 ))
 
 # %% [markdown]
+# Where is the remaining loss? The trained model on twelve training rows, the loss of each answer token: the label
+# word against the fixed words of the sentence and the end of turn.
+
+# %%
+from hwlib.data import LABELS
+
+rows12 = trainer.data_collator([trainer.train_dataset[i] for i in range(12)])
+with torch.no_grad():
+    logits = tuned(input_ids=rows12["input_ids"].to(tuned.device),
+                   attention_mask=rows12["attention_mask"].to(tuned.device)).logits.float().cpu()
+targets = rows12["labels"][:, 1:]
+token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, reduction="none",
+                                               ignore_index=-100)
+is_label = torch.tensor([[tokenizer.decode([t]).strip() in LABELS for t in row] for row in targets.clamp(min=0).tolist()])
+answer = targets != -100
+label_loss, rest_loss = token_loss[answer & is_label].mean().item(), token_loss[answer & ~is_label].mean().item()
+display(Markdown(
+    f"Per answer token, on these 12 rows: the label word **{label_loss:.3f}**, the other "
+    f"{int((answer & ~is_label).sum() / 12)} answer tokens of a row **{rest_loss:.4f}** on average; the label "
+    f"carries {label_loss / (label_loss + rest_loss * (answer & ~is_label).sum().item() / 12):.0%} of a row's loss."))
+del trainer, logits  # free the trainer built for inspection
+
+# %% [markdown]
 # How to read these curves. The steep drop at the start is the model learning the *format*: the fixed words of the
-# answer sentence are easy and soon predicted almost perfectly. What remains afterwards is mostly the loss on the one
-# label token, and it falls slowly, because telling sentiment apart is the hard part. A curve that flattens early is
+# answer sentence are easy and soon predicted almost perfectly. The cell above shows what remains once training is
+# done (with the shipped adapter; on `smoke` nothing was learned and every token is still hard): nearly all of it on
+# the label word, because telling sentiment apart is the hard part. A curve that flattens early is
 # therefore expected here and is not by itself a sign that learning stopped; the evaluation in lesson 04 is what
 # tells. The learning-rate plot shows the schedule: with the `cpu` profile a short linear warm-up (10% of the steps)
 # and then a cosine decay to zero; with the card's recipe a linear decay. Warm-up protects the freshly initialised
@@ -446,7 +549,8 @@ sorted(p.name for p in run_dir.iterdir() if p.is_file())
 #    frozen base dominates). Compare the validation score in lesson 04. (To save time on a CPU, add
 #    `train_size=600`; the validation search found 600 tweets enough to see differences of a few points.)
 # 2. **Target modules.** Train with `target_modules=("q_proj", "k_proj", "v_proj", "o_proj")` into a new folder.
-#    *Expect:* roughly three times the parameters of the card's choice. Check in lesson 04 whether validation
+#    *Expect:* 2.5 times the parameters of the card's choice on SmolLM2 (`r · (in + out)`: `q_proj` and `o_proj` are
+#    576 × 576, `k_proj` and `v_proj` 576 → 192). Check in lesson 04 whether validation
 #    macro-F1 moves by more than the seed-to-seed spread the learning curve printed, and compare with the curve's
 #    wider adapter (every attention and MLP projection).
 # 3. **Learning rate.** Train the card's recipe (`PROFILE = "cpu-card"`, learning rate 5e-4) on 600 tweets and the

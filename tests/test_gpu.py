@@ -18,50 +18,52 @@ from .simulated_device import DeviceMixError, SimulatedAccelerator
 SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "gpu_check.py"
 
 
-def run_check(*args: str) -> list[dict]:
-    result = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+CHECK = runpy.run_path(str(SCRIPT))
+run_lesson = CHECK["run_lesson"]
+LESSONS = runpy.run_path(str(SCRIPT.parent / "notebooks.py"))["sources"]()
+LESSON_FILE = CHECK["LESSON_CELL"]
 
 
-def test_the_gpu_check_runs_its_steps_on_the_cpu():
-    (report,) = run_check("--cpu")
-    assert report["device"] == "cpu" and report["compute_dtype"] == "float32" == report["run_config_compute_dtype"]
-    assert report["stopped_at_step_2"] and report["resume_bit_identical"]
-    assert report["adapter_dtype"] == "float32" and report["evaluated_rows"] > 0
+def run_check(tmp_path, *args: str) -> dict:
+    report = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, str(SCRIPT), *args, "--report", str(report)], capture_output=True,
+                            text=True, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return json.loads(report.read_text())
+
+
+def test_the_gpu_check_runs_its_steps_on_the_cpu(tmp_path):
+    report = run_check(tmp_path, "--cpu")
+    assert report["passed"] and report["missing_modules"] == []
+    (entry,) = report["dtypes"]
+    resume = entry["steps"]["resume"]
+    assert resume["device"] == "cpu" and resume["compute_dtype"] == "float32" == resume["run_config_compute_dtype"]
+    assert resume["stopped_at_step_2"] and resume["resume_bit_identical"]
+    assert resume["adapter_dtype"] == "float32" and resume["evaluated_rows"] > 0
+    assert [name for name in entry["steps"] if name != "resume"] == [source.name for source in LESSONS]
+    assert all("seconds" in entry["steps"][source.name] for source in LESSONS)
+
+
+def test_the_checks_cells_are_the_notebooks_code_cells():
+    """gpu_check reads the lessons without jupytext (the GPU machine lacks it): the same cells jupytext reads."""
+    for source in LESSONS:
+        cells = [c.source.strip() for c in jupytext.read(source).cells
+                 if c.cell_type == "code" and "NBVAL_SKIP" not in c.source]
+        assert CHECK["lesson_cells"](source) == cells, source.name
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")
-def test_cuda_path_in_fp16_and_bf16():
-    reports = run_check()
-    fp16 = reports[0]
-    assert fp16["device"] == "cuda" and fp16["compute_dtype"] == "float16" == fp16["run_config_compute_dtype"]
-    assert fp16["stopped_at_step_2"] and fp16["evaluated_rows"] > 0
-    bf16 = reports[1]
-    assert "skipped" in bf16 or bf16["compute_dtype"] == "bfloat16" == bf16["run_config_compute_dtype"]
+def test_cuda_path_in_fp16_and_bf16(tmp_path):
+    report = run_check(tmp_path)
+    assert report["passed"]
+    fp16, bf16 = report["dtypes"]
+    assert fp16["steps"]["resume"]["compute_dtype"] == "float16" == fp16["steps"]["resume"]["run_config_compute_dtype"]
+    assert "skipped" in bf16 or bf16["steps"]["resume"]["compute_dtype"] == "bfloat16"
 
 
 # The lessons on a GPU, proven without one: each lesson's own cells, executed with the model on a simulated device
 # (tests/simulated_device.py) that refuses to mix with CPU tensors as CUDA does.
-
-
-ROOT = SCRIPT.parent.parent
-LESSONS = runpy.run_path(str(ROOT / "tools" / "notebooks.py"))["sources"]()
-LESSON_FILE = "<lesson"
-
-
-def run_lesson(source: Path, stop_after: str | None = None) -> dict:
-    """Execute a lesson's code cells in order (Colab-only cells skipped) and return its namespace. Cells are compiled
-    under the name `<lesson NAME cell I>`, so the simulated device knows which code is the lesson's own."""
-    namespace = {"__name__": "__main__"}
-    for index, cell in enumerate(jupytext.read(source).cells):
-        if cell.cell_type != "code" or "NBVAL_SKIP" in cell.source:
-            continue
-        exec(compile(cell.source, f"{LESSON_FILE} {source.stem} cell {index}>", "exec"), namespace)
-        if stop_after is not None and stop_after in cell.source:
-            break
-    return namespace
 
 
 @pytest.fixture
