@@ -67,6 +67,9 @@ def _from_repository_root(folder: Path) -> str:
         return folder.resolve().as_posix()
 
 
+CARD = "README.md"
+
+
 def write_card(run_dir: str | Path, evaluations: dict[str, str | Path], headline: str,
                examples_from: str | Path, confusion_png: str = "confusion_before_after.png") -> Path:
     """Write `run_dir/README.md`: recipe, prompt, label extraction, training record, metrics, examples."""
@@ -154,4 +157,4 @@ The `score` method instead compares the log-probabilities of the three labels af
 python -m hwlib predict --adapter {_from_repository_root(run_dir)} "I love this song!"
 ```
 """
-    return write_text(run_dir / "README.md", text)
+    return write_text(run_dir / CARD, text)

@@ -66,6 +66,11 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | N
         folders["fine-tuned, calibrated"] = _calibrated(run_dir, folders, score_config)
     if eval_config.baselines:
         folders["TF-IDF + logistic regression"] = _tfidf(run_dir, score_config, data_dir)
+    whole_split = eval_folder(run_dir, "adapter", dataclasses.replace(score_config, limit=None))
+    if eval_config.limit is not None and (whole_split / METRICS).is_file():  # a sample never replaces those figures
+        log.info("%s keeps its model card: it reports the whole split (%s), this evaluation a sample of %d tweets",
+                 run_dir, whole_split.name, eval_config.limit)
+        return folders
     compare_png({"base (zero-shot)": folders["base (zero-shot)"], "fine-tuned": folders["fine-tuned"]},
                 run_dir / COMPARISON_PNG)
     examples_from = folders.get("fine-tuned, card's method", folders["fine-tuned"])

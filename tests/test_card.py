@@ -57,3 +57,18 @@ def test_run_outputs(pipeline_run):
     assert summary["table"]["fine-tuned, calibrated"]["method"] == "score+calibrated"
     weights = {json.loads((Path(f) / "metrics.json").read_text()).get("weights") for f in summary["folders"].values()}
     assert weights == {"dense", None}  # merged models predict; calibration writes no weights of its own
+
+
+def test_studying_the_shipped_adapter_keeps_its_card_and_whole_split_figures(tmp_path, data_dir):
+    """Lesson 04 evaluates a sample of the shipped run: its card and whole-split metrics must stay the shipped ones."""
+    from hwlib.card import CARD
+    from hwlib.pipeline import evaluate_run
+    from hwlib.train import lesson_run
+
+    run_dir = lesson_run(train_config("cpu", output_dir=str(tmp_path / "cpu"))).folder
+    kept = [run_dir / CARD, run_dir / COMPARISON_PNG, *sorted(run_dir.glob("eval/*-all*/metrics.json"))]
+    before = {path: path.read_bytes() for path in kept}
+    sample = eval_config("cpu", limit=6, generate_limit=0, calibrate=False, baselines=False)
+    folders = evaluate_run(run_dir, sample, str(data_dir), progress=False)
+    assert folders["fine-tuned"].name.endswith("-6") and (folders["fine-tuned"] / "metrics.json").is_file()
+    assert len(before) >= 6 and {path: path.read_bytes() for path in kept} == before
