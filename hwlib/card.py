@@ -9,6 +9,7 @@ from .config import PACKAGE_PARENT
 from .data import LABELS
 from .evaluate import EXAMPLES, read_metrics
 from .files import read_json, write_text
+from .metrics import recorded_interval
 from .models import PRESETS
 from .postprocess import postprocess_sentiment
 from .prompts import ANSWER_TEMPLATE, SYSTEM_PROMPT, USER_TEMPLATE
@@ -27,17 +28,21 @@ def _dtype_note(parameters: dict) -> str:
 
 def metrics_table(evaluations: dict[str, str | Path]) -> str:
     """A Markdown table of macro-F1, macro-recall, accuracy and invalid rate for titled evaluation folders."""
-    lines = ["| model | method | split (rows) | macro-F1 | macro-recall | accuracy | invalid | tweets/s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | method | split (rows) | macro-F1 | macro-recall | accuracy | invalid | tweets/s | macro-F1 95% |",
+             "|---|---|---|---|---|---|---|---|---|"]
     sources = []
     for title, folder in evaluations.items():
         m = read_metrics(folder)
         source = m.get("data_source", "not recorded")
         sources += [] if source in sources else [source]
         speed = f"{m['tweets_per_s']:.1f}" if m.get("tweets_per_s") else "–"
+        interval = recorded_interval(m)
+        spread = f"{interval[0]:.3f}–{interval[1]:.3f}" if interval else "–"
         lines.append(f"| {title} | {m['method']} | {m['split']} ({m['rows']:,}) | {_pct(m['macro_f1'])} | "
-                     f"{_pct(m['macro_recall'])} | {_pct(m['accuracy'])} | {_pct(m['invalid_rate'])} | {speed} |")
-    return "\n".join(lines) + f"\n\nData read from: {'; '.join(sources)}."
+                     f"{_pct(m['macro_recall'])} | {_pct(m['accuracy'])} | {_pct(m['invalid_rate'])} | {speed} | "
+                     f"{spread} |")
+    return ("\n".join(lines) + f"\n\nData read from: {'; '.join(sources)}. Last column: bootstrap 95% interval of "
+            "macro-F1 (1,000 resamples of the rows), how far another sample of as many tweets could move it.")
 
 
 def per_class_table(metrics: dict) -> str:

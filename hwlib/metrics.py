@@ -135,3 +135,14 @@ def pairs_from_confusion(counts: Sequence[Sequence[int]]) -> tuple[list[str], li
             y_pred += [predicted] * int(count)
     return y_true, y_pred
 
+
+
+def recorded_interval(metrics: dict, name: str = "macro_f1") -> tuple[float, float] | None:
+    """The bootstrap 95% interval of an evaluation's `name` (macro_f1 or macro_recall): as recorded in its
+    metrics.json, else from its confusion matrix (results recorded before intervals were); None for neither."""
+    if "bootstrap_95" in metrics:
+        return tuple(metrics["bootstrap_95"][name])
+    counts = metrics.get("confusion", {}).get("counts")
+    if not counts or not sum(map(sum, counts)):
+        return None
+    return bootstrap_interval(*pairs_from_confusion(counts))[name]

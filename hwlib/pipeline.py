@@ -28,6 +28,30 @@ def eval_folder(run_dir: Path, who: str, config: EvalConfig) -> Path:
     return run_dir / "eval" / f"{who}-{config.method}-{config.split}-{limit}"
 
 
+def evaluate_one(run_dir: str | Path, who: str, config: EvalConfig, data_dir: str | None = None,
+                 progress: bool = True, models: dict | None = None) -> Path:
+    """One evaluation of the run's base model (`who="base"`) or its adapter (`"adapter"`), saved in its own folder
+    under `run_dir/eval/` and returned; one already there with the same settings is reused, not recomputed.
+
+    `models` keeps the last loaded model between calls (one in memory at a time), so a sequence of evaluations of
+    the same model loads it once."""
+    run_dir = Path(run_dir)
+    record = read_run(run_dir)["config"]
+    folder = eval_folder(run_dir, who, config)
+    if _reusable(folder, config, data_dir, record["quantize"] is not None):
+        return folder
+    models = {} if models is None else models
+    key = (who, config.merged)
+    if key not in models:
+        models.clear()
+        models[key] = (load_adapter(run_dir, merged=config.merged) if who == "adapter" else
+                       load_model(record["model"], record["quantize"], merged=config.merged))
+    model, tokenizer = models[key]
+    evaluate(model, tokenizer, config, folder, record["model"], str(run_dir) if who == "adapter" else None, data_dir,
+             progress)
+    return folder
+
+
 def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | None = None,
                  progress: bool = True) -> dict[str, Path]:
     """Evaluate a trained run before and after fine-tuning; evaluations already in the folder are kept.
@@ -35,10 +59,9 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | N
     Returns the evaluation folders by title: `score` on the configured split for the base model and the
     adapter; with `eval_config.calibrate`, the adapter's `score` on validation and the test scores after
     per-class offsets fitted there; with `generate_limit`, the card's `generate` method on a seeded sample;
-    with `baselines`, TF-IDF + logistic regression on the same split.
+    with `baselines`, TF-IDF + logistic regression on the same split. Lesson 04 makes the same calls one by one.
     """
     run_dir = Path(run_dir)
-    record = read_run(run_dir)["config"]
     score_config = dataclasses.replace(eval_config, method="score")
     plans = {"fine-tuned": ("adapter", score_config)}
     if eval_config.calibrate:
@@ -49,33 +72,32 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | N
         plans["fine-tuned, card's method"] = ("adapter", card_method)
         plans["base, card's method"] = ("base", card_method)
     plans["base (zero-shot)"] = ("base", score_config)
-    folders = {title: eval_folder(run_dir, who, config) for title, (who, config) in plans.items()}
-    loaded: dict[str, tuple] = {}
-    for title, (who, config) in plans.items():
-        if _reusable(folders[title], config, data_dir, record["quantize"] is not None):  # computed earlier with the same settings: keep it
-            continue
-        if who not in loaded:
-            loaded.clear()  # one model in memory at a time
-            loaded[who] = (load_adapter(run_dir, merged=config.merged) if who == "adapter" else
-                           load_model(record["model"], record["quantize"], merged=config.merged))
-        model, tokenizer = loaded[who]
-        adapter = str(run_dir) if who == "adapter" else None
-        evaluate(model, tokenizer, config, folders[title], record["model"], adapter, data_dir, progress)
-    loaded.clear()
+    models: dict = {}
+    folders = {title: evaluate_one(run_dir, who, config, data_dir, progress, models)
+               for title, (who, config) in plans.items()}
+    models.clear()
     if eval_config.calibrate:
-        folders["fine-tuned, calibrated"] = _calibrated(run_dir, folders, score_config)
+        folders["fine-tuned, calibrated"] = calibrated(run_dir, folders["fine-tuned, validation (fits calibration)"],
+                                                       folders["fine-tuned"])
     if eval_config.baselines:
-        folders["TF-IDF + logistic regression"] = _tfidf(run_dir, score_config, data_dir)
-    whole_split = eval_folder(run_dir, "adapter", dataclasses.replace(score_config, limit=None))
-    if eval_config.limit is not None and (whole_split / METRICS).is_file():  # a sample never replaces those figures
+        folders["TF-IDF + logistic regression"] = tfidf_baseline(run_dir, score_config, data_dir)
+    write_run_card(run_dir, folders, eval_config)
+    return folders
+
+
+def write_run_card(run_dir: str | Path, folders: dict[str, Path], eval_config: EvalConfig) -> Path | None:
+    """The run's model card and before/after figure from these evaluations; a sample never replaces a card that
+    already reports the whole split (returns None then, with a log line)."""
+    run_dir = Path(run_dir)
+    whole_split = eval_folder(run_dir, "adapter", dataclasses.replace(eval_config, method="score", limit=None))
+    if eval_config.limit is not None and (whole_split / METRICS).is_file():
         log.info("%s keeps its model card: it reports the whole split (%s), this evaluation a sample of %d tweets",
                  run_dir, whole_split.name, eval_config.limit)
-        return folders
+        return None
     compare_png({"base (zero-shot)": folders["base (zero-shot)"], "fine-tuned": folders["fine-tuned"]},
                 run_dir / COMPARISON_PNG)
     examples_from = folders.get("fine-tuned, card's method", folders["fine-tuned"])
-    write_card(run_dir, folders, "fine-tuned", examples_from, COMPARISON_PNG)
-    return folders
+    return write_card(run_dir, folders, "fine-tuned", examples_from, COMPARISON_PNG)
 
 
 def _reusable(folder: Path, config: EvalConfig, data_dir: str | None, quantized: bool) -> bool:
@@ -93,16 +115,17 @@ def _reusable(folder: Path, config: EvalConfig, data_dir: str | None, quantized:
     return True
 
 
-def _calibrated(run_dir: Path, folders: dict[str, Path], config: EvalConfig) -> Path:
-    raw = eval_folder(run_dir, "adapter", config)
-    folder = raw.with_name(raw.name + "-calibrated")
+def calibrated(run_dir: str | Path, validation_folder: Path, test_folder: Path) -> Path:
+    """Per-class offsets fitted on `validation_folder`'s predictions, applied to `test_folder`'s (kept once made)."""
+    folder = test_folder.with_name(test_folder.name + "-calibrated")
     if not (folder / METRICS).is_file():
-        calibrate(folders["fine-tuned, validation (fits calibration)"], folders["fine-tuned"], folder)
+        calibrate(validation_folder, test_folder, folder)
     return folder
 
 
-def _tfidf(run_dir: Path, config: EvalConfig, data_dir: str | None) -> Path:
-    folder = run_dir / "eval" / f"tfidf-logreg-{config.split}-all"
+def tfidf_baseline(run_dir: str | Path, config: EvalConfig, data_dir: str | None = None) -> Path:
+    """TF-IDF + logistic regression trained on the whole train split, scored on `config.split` (kept once made)."""
+    folder = Path(run_dir) / "eval" / f"tfidf-logreg-{config.split}-all"
     if not (folder / METRICS).is_file():
         evaluate_tfidf(folder, config.split, data_dir, seed=config.seed)
     return folder

@@ -85,7 +85,8 @@ summary
 # %% [markdown]
 # Each row is one split: its number of tweets and the share of each class. Read the table before the plot: the
 # training split is large (tens of thousands of tweets) and the validation split small. Validation is the split we
-# are allowed to tune on; test is touched once, for the reported numbers.
+# are allowed to tune on; test is touched once, for the reported numbers. The plot shows shares, not counts, so the
+# three splits compare at a glance although their sizes differ by a factor of twenty.
 
 # %%
 import matplotlib.pyplot as plt
@@ -194,23 +195,28 @@ lengths.describe().round(1)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-sns.histplot(lengths, x="characters", hue="label", hue_order=LABELS, element="step", ax=axes[0])
-sns.histplot(lengths, x="tokens", hue="label", hue_order=LABELS, element="step", ax=axes[1])
+for ax, column in zip(axes, ("characters", "tokens")):
+    sns.histplot(lengths, x=column, hue="label", hue_order=LABELS, element="step", stat="density", common_norm=False,
+                 ax=ax).set_title(f"{column} per {'tweet' if column == 'characters' else 'training conversation'}"
+                                  " (each class's area is 1)")
 fig.tight_layout()
 
 # %%
 display(Markdown(
     f"The longest of these 500 conversations has **{lengths['tokens'].max()}** tokens and the median "
     f"**{lengths['tokens'].median():.0f}**, against a training `max_length` of **{config.max_length}**: "
-    f"{(lengths['tokens'] > config.max_length).mean():.0%} of them would be cut."
+    f"{(lengths['tokens'] > config.max_length).mean():.0%} of them would be cut. The spread is "
+    f"{lengths['characters'].std():.1f} characters (standard deviation) against {lengths['tokens'].std():.1f} tokens: "
+    f"{lengths['characters'].std() / lengths['tokens'].std():.1f} characters per token of variation."
 ))
 
 # %% [markdown]
 # Tweets are short (Twitter's limit was 140 characters when most of these were written), so no example comes near
-# the limit and no answer is ever truncated. Note also that the histogram of tokens is the histogram of characters
-# shifted right: the fixed prompt adds the same number of tokens to every example. About half of each example is
-# that fixed prompt, which is why lesson 04's scoring computes it once and reuses it. The classes have similar
-# lengths, so length alone tells the model little about sentiment.
+# the limit and no answer is ever truncated. The token histogram is the character histogram shifted right and
+# squeezed: shifted, because the fixed prompt adds the same number of tokens to every example; squeezed, because a
+# token covers several characters, so the tweets' own variation shrinks (the two spreads above). About half of each
+# example is that fixed prompt, which is why lesson 04's scoring computes it once and reuses it. The classes have
+# similar lengths, so length alone tells the model little about sentiment.
 #
 # ## What the tweets look like
 #
@@ -245,14 +251,15 @@ duplicates = duplicate_report(splits)["texts"]
 leaked = duplicates.filter(like="shared by").sum()
 display(Markdown(
     f"**{duplicates['repeated within train']}** training tweets are exact repeats, and **{leaked}** tweets are shared "
-    "between splits." + (" No test tweet can be answered from memory of the training data." if leaked == 0 else
+    "between splits." + (" No test tweet repeats a training tweet exactly." if leaked == 0 else
                          " Those shared with test could be answered from memory: a careful report says so.")
 ))
 
 # %% [markdown]
 # A handful of repeats within train is normal for tweets (retweets, bots, news headlines); they give a few patterns
 # extra weight. The rows that would matter most are tweets shared between splits, because a model could answer them
-# from memory; the sentence above says whether this copy has any.
+# from memory; the sentence above says whether this copy has any. Only *exact* repeats were counted: a retweet with
+# another link or a headline reworded would pass this check, so near-duplicates are not ruled out (exercise 5).
 #
 # ## Recap
 #
@@ -262,8 +269,8 @@ display(Markdown(
 #   metric) and macro-recall side by side.
 # - The trivial "always neutral" baseline sets the floor: macro-recall one third.
 # - A training conversation is short, well under `max_length`, and about half of it is the fixed prompt.
-# - Labels are noisy, a few training tweets are repeated, and we checked the splits for shared tweets: no model will
-#   be perfect, and none can score by memorising test tweets it saw in training.
+# - Labels are noisy, a few training tweets are repeated, and no test tweet repeats a training tweet exactly (near
+#   duplicates were not checked): no model will be perfect.
 #
 # ## Exercises
 #
@@ -279,6 +286,9 @@ display(Markdown(
 #    neutral versus positive; that is the noise ceiling discussed above.
 # 4. **Longest tweets.** Find the five longest training tweets in tokens. *Expect:* they are still far below
 #    `max_length`; many are long because of URLs, emoji or non-English text.
+# 5. **Near-duplicates.** Lower-case the tweets, drop URLs and @-mentions (`re.sub(r"https?://\S+|@\w+", "", t)`)
+#    and count again the test tweets that also occur in train. *Expect:* a few more than the exact count, still a
+#    tiny share of test.
 #
 # ## References
 #

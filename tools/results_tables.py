@@ -13,7 +13,7 @@ import json
 import runpy
 from pathlib import Path
 
-from hwlib.metrics import bootstrap_interval, pairs_from_confusion
+from hwlib.metrics import recorded_interval
 from hwlib.search import curve_findings, curve_table, search_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,13 +28,10 @@ def interval(run_folder: Path, recorded: str) -> str:
     path = run_folder.joinpath(*parts[parts.index("eval"):]) / "metrics.json" if "eval" in parts else None
     if path is None or not path.is_file():
         return ""
-    metrics = json.loads(path.read_text())
-    if "bootstrap_95" in metrics:
-        low, high = metrics["bootstrap_95"]["macro_f1"]
-    elif "confusion" in metrics:
-        low, high = bootstrap_interval(*pairs_from_confusion(metrics["confusion"]["counts"]))["macro_f1"]
-    else:
+    found = recorded_interval(json.loads(path.read_text()))
+    if found is None:
         return ""
+    low, high = found
     return f"{low:.3f}–{high:.3f}"
 
 
