@@ -274,19 +274,22 @@ display(Markdown(
 #
 # ## Exercises
 #
-# 1. **Class balance of a sample.** The `cpu` profile trains on a *balanced* subset (`sampling="balanced"`). Use
+# Worked solutions, each with a hint first: [`solutions/01_data_inspection_solutions.ipynb`](solutions/01_data_inspection_solutions.ipynb)
+# (run it after this lesson; CI runs it too). ★ a few lines, ★★ a small experiment, ★★★ going further.
+#
+# 1. **Class balance of a sample.** (★) The `cpu` profile trains on a *balanced* subset (`sampling="balanced"`). Use
 #    `hwlib.data.subsample(splits["train"], 3000, "balanced")` and `split_summary`-style shares to check that each
 #    class gets one third. Then try `"stratified"`. *Expect:* balanced gives 1,000 per class; stratified keeps the
 #    train shares you saw above.
-# 2. **The prior experiment.** Change `recall` in the hypothetical classifier to `[0.9, 0.5, 0.7]` (a model that
+# 2. **The prior experiment.** (★) Change `recall` in the hypothetical classifier to `[0.9, 0.5, 0.7]` (a model that
 #    is good at negatives). *Expect:* now its accuracy *rises* on test relative to train, because test has more
 #    negatives, while macro-recall stays at 0.7 in both rows.
-# 3. **Mislabelled tweets.** Print 20 random test tweets with their labels (`splits["test"].shuffle(seed=1)`) and
+# 3. **Mislabelled tweets.** (★★) Print 20 random test tweets with their labels (`splits["test"].shuffle(seed=1)`) and
 #    mark the ones where you disagree with the label. *Expect:* you will disagree with a few, mostly on
 #    neutral versus positive; that is the noise ceiling discussed above.
-# 4. **Longest tweets.** Find the five longest training tweets in tokens. *Expect:* they are still far below
+# 4. **Longest tweets.** (★) Find the five longest training tweets in tokens. *Expect:* they are still far below
 #    `max_length`; many are long because of URLs, emoji or non-English text.
-# 5. **Near-duplicates.** Lower-case the tweets, drop URLs and @-mentions (`re.sub(r"https?://\S+|@\w+", "", t)`)
+# 5. **Near-duplicates.** (★★) Lower-case the tweets, drop URLs and @-mentions (`re.sub(r"https?://\S+|@\w+", "", t)`)
 #    and count again the test tweets that also occur in train. *Expect:* a few more than the exact count, still a
 #    tiny share of test.
 #

@@ -308,17 +308,20 @@ display(Markdown(
 #
 # ## Exercises
 #
-# 1. **Another prompt.** Write a shorter system prompt (for example, just "Classify the sentiment.") and render it
+# Worked solutions, each with a hint first: [`solutions/02_prompt_construction_solutions.ipynb`](solutions/02_prompt_construction_solutions.ipynb)
+# (run it after this lesson; CI runs it too). ★ a few lines, ★★ a small experiment, ★★★ going further.
+#
+# 1. **Another prompt.** (★) Write a shorter system prompt (for example, just "Classify the sentiment.") and render it
 #    with `tokenizer.apply_chat_template`. Count its tokens. *Expect:* on SmolLM2's tokenizer about a ninth of the
 #    card's system prompt (5 tokens against 46); think about what the model loses when the allowed labels are no
 #    longer named.
-# 2. **Break the template.** Render `messages` with `add_generation_prompt=False` and generate from it with
+# 2. **Break the template.** (★★) Render `messages` with `add_generation_prompt=False` and generate from it with
 #    `model.generate`. *Expect:* the output no longer starts as an assistant reply; the extraction rate drops.
-# 3. **Find the bug yourself.** Decode a full `model.generate` output *with* its prompt
+# 3. **Find the bug yourself.** (★★) Decode a full `model.generate` output *with* its prompt
 #    (`tokenizer.decode(out[0])`) and feed it to `card_postprocess_sentiment` for ten tweets. *Expect:* `""` (no
 #    label) for all ten, whatever the model answered; then remove "helpful assistant" from the system prompt and
 #    try again: now it is "negative" for all ten.
-# 4. **Token cost.** Use `token_counts` on the longest tweet you found in lesson 01. *Expect:* even then the fixed
+# 4. **Token cost.** (★) Use `token_counts` on the longest tweet you found in lesson 01. *Expect:* even then the fixed
 #    parts are a large share of the conversation.
 #
 # ## References

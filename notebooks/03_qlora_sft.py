@@ -544,22 +544,26 @@ sorted(p.name for p in run_dir.iterdir() if p.is_file())
 #
 # ## Exercises
 #
-# 1. **Rank.** Set `config = train_config(PROFILE, output_dir="../runs/r4", lora_r=4, lora_alpha=8)`, then
+# Worked solutions, each with a hint first: [`solutions/03_qlora_sft_solutions.ipynb`](solutions/03_qlora_sft_solutions.ipynb)
+# (run it after this lesson; CI runs it too). ★ a few lines, ★★ a small experiment, ★★★ going further.
+#
+# 1. **Rank.** (★★) Set `config = train_config(PROFILE, output_dir="../runs/r4", lora_r=4, lora_alpha=8)`, then
 #    `TRAIN = True`, and re-run. *Expect:* a quarter of the trainable parameters of the `cpu` profile's r=16; training time hardly changes (the
 #    frozen base dominates). Compare the validation score in lesson 04. (To save time on a CPU, add
 #    `train_size=600`; the validation search found 600 tweets enough to see differences of a few points.)
-# 2. **Target modules.** Train with `target_modules=("q_proj", "k_proj", "v_proj", "o_proj")` into a new folder.
+# 2. **Target modules.** (★) Train with `target_modules=("q_proj", "k_proj", "v_proj", "o_proj")` into a new folder.
 #    *Expect:* 2.5 times the parameters of the card's choice on SmolLM2 (`r · (in + out)`: `q_proj` and `o_proj` are
 #    576 × 576, `k_proj` and `v_proj` 576 → 192). Check in lesson 04 whether validation
 #    macro-F1 moves by more than the seed-to-seed spread the learning curve printed, and compare with the curve's
 #    wider adapter (every attention and MLP projection).
-# 3. **Learning rate.** Train the card's recipe (`PROFILE = "cpu-card"`, learning rate 5e-4) on 600 tweets and the
-#    `cpu` profile's 2e-3 on the same 600. *Expect:* with 5e-4, 50 steps are not enough: the loss curve is still
-#    falling at the end and validation macro-F1 is far lower (the repository's search measured about 0.38 against
-#    0.55, README, "How the improved settings were chosen").
-# 4. **Change a setting without a new folder.** Change `lora_dropout` in `config` and re-run the `lesson_run` cell
+# 3. **Learning rate.** (★★) Train this profile's recipe on 600 tweets twice: with the card's learning rate and
+#    schedule (`learning_rate=5e-4, lr_scheduler="linear", warmup_ratio=0.0`) and with its own. *Expect:* with 5e-4,
+#    50 steps are not enough: the loss is still higher at the end and validation macro-F1 is far lower (the
+#    repository's search measured about 0.38 against 0.55 for the card's and the improved recipe at 600 tweets,
+#    README, "How the improved settings were chosen").
+# 4. **Change a setting without a new folder.** (★) Change `lora_dropout` in `config` and re-run the `lesson_run` cell
 #    with `TRAIN = False`. *Expect:* an error naming `lora_dropout` and both values, not a silently reused run.
-# 5. **NF4 by hand, further.** Repeat the NF4 cell on a block from `mlp.down_proj` and on `levels` replaced by 16
+# 5. **NF4 by hand, further.** (★★★) Repeat the NF4 cell on a block from `mlp.down_proj` and on `levels` replaced by 16
 #    evenly spaced levels (`torch.linspace(-1, 1, 16)`). *Expect:* the evenly spaced levels give a larger error:
 #    the normal quantiles fit the weights' distribution better.
 #

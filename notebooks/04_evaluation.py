@@ -452,17 +452,20 @@ display(Markdown(re.sub(r"!\[[^\]]*\]\([^)]*\)\n?", "", card)))
 #
 # ## Exercises
 #
-# 1. **The whole split.** Set `WHOLE_SPLIT = True` and re-run. *Expect:* with the shipped adapter, seconds: its
+# Worked solutions, each with a hint first: [`solutions/04_evaluation_solutions.ipynb`](solutions/04_evaluation_solutions.ipynb)
+# (run it after this lesson; CI runs it too). ★ a few lines, ★★ a small experiment, ★★★ going further.
+#
+# 1. **The whole split.** (★) Set `WHOLE_SPLIT = True` and re-run. *Expect:* with the shipped adapter, seconds: its
 #    whole-split evaluations are in the run folder and are read back, and the table shows the README's figures. For a
 #    run of your own each model's scoring takes 12,284 ÷ its `tweets/s` column, and `generate` on 500 tweets more.
-# 2. **Mislabelled test tweets.** Read the 30 most confident mistakes and mark those where you agree with the
+# 2. **Mislabelled test tweets.** (★★) Read the 30 most confident mistakes and mark those where you agree with the
 #    *model*. *Expect:* a noticeable share; estimate how much of the error rate is label noise.
-# 3. **Calibrate on test (and see why not).** Use `hwlib.calibration.fit_offsets` with the *test* predictions and
+# 3. **Calibrate on test (and see why not).** (★★) Use `hwlib.calibration.fit_offsets` with the *test* predictions and
 #    labels, then apply the offsets to the same test predictions. *Expect:* a higher test score than the validation-
 #    fitted offsets give; explain why that number may not be reported.
-# 4. **Your own prompt at inference.** Score the test sample with a different system prompt (edit `build_example`'s
+# 4. **Your own prompt at inference.** (★★) Score the test sample with a different system prompt (edit `build_example`'s
 #    output in the by-hand cell). *Expect:* a drop: the adapter learned this exact prompt.
-# 5. **Your adapter.** After exercise 1 or 2 of lesson 03, set `config` in the profile cell to the same
+# 5. **Your adapter.** (★★) After exercise 1 or 2 of lesson 03, set `config` in the profile cell to the same
 #    `train_config(...)` you trained with (for example `lora_r=4, lora_alpha=8`, `output_dir="../runs/r4"`) and re-run
 #    with `TRAIN = False`: `lesson_run` finds your finished run. Then compare on the *whole validation split*, not a
 #    sample: `evaluate_one(run_dir, "adapter", eval_config(PROFILE, split="validation"))` for your run and for the

@@ -1,5 +1,5 @@
 """The table of bad inputs and faults, and what hwlib does with each: `tests/test_failures.py` runs every row,
-`tools/failure_table.py` prints it for the README (section "Inputs and failure behaviour"), so it is written once."""
+`tools/failure_table.py` prints it for docs/reliability.md, so it is written once."""
 
 CASES: list[dict[str, str]] = [
     # id, family, the case as a user meets it, the outcome the test asserts

@@ -65,3 +65,26 @@ def test_colab_install_in_a_fresh_environment(tmp_path):
     assert lines[-3].startswith(site), lines  # the fresh, non-editable copy, not this clone
     assert lines[-2] == "12284 bundled copy (sha256 verified)"
     assert lines[-1] == "True"
+
+
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "notebooks").glob("0*_*.py"))]
+
+
+def test_every_relative_link_in_the_readme_docs_and_lessons_resolves():
+    broken = []
+    for document in DOCUMENTS:
+        text = document.read_text()
+        if document.suffix == ".py":  # a lesson's source: its Markdown cells are the comment lines
+            text = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if not re.match(r"[a-z]+://", target) and not (document.parent / target).exists():
+                broken.append(f"{document.relative_to(ROOT)} -> {target}")
+    assert not broken, broken
+
+
+def test_the_readme_is_a_front_page():
+    """Short, with the set-up and test command on the first screen and the README's test command the one CI runs."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 150
+    command = next(i for i, line in enumerate(lines) if "pip install -e" in line and "pytest --nbval-lax" in line)
+    assert command < 60 and "python -m pytest --nbval-lax" in (ROOT / ".ci" / "run").read_text()

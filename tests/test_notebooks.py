@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 tool = runpy.run_path(str(ROOT / "tools" / "notebooks.py"))
 SOURCES = tool["sources"]()
+ALL_SOURCES = tool["all_sources"]()
 
 
 def test_four_lessons_with_sources():
@@ -18,7 +19,7 @@ def test_four_lessons_with_sources():
                                          "04_evaluation"]
 
 
-@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("source", ALL_SOURCES, ids=lambda p: p.stem)
 def test_notebook_agrees_with_its_source(source):
     assert tool["differences"](source) == []
 
@@ -57,3 +58,18 @@ def test_each_lesson_has_its_sections_and_enough_prose(source):
         assert any(section in heading for heading in headings), f"{source.stem} has no {section!r} section"
     words = re.findall(r"[A-Za-z][A-Za-z'-]+", re.sub(r"`[^`]*`", " ", prose))
     assert len(words) >= 600, f"{source.stem}: {len(words)} words of prose"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_exercise_has_a_difficulty_and_a_worked_solution(source):
+    """Each numbered exercise of a lesson is marked ★ to ★★★ and has a section of the same number and title in the
+    lesson's solutions notebook, which CI executes like the lessons."""
+    text = source.read_text()
+    exercises = re.findall(r"^# (\d)\. \*\*(.+?)\*\* \((★+)\)", text.split("# ## Exercises")[1], flags=re.M)
+    listed = re.findall(r"^# (\d)\. \*\*", text.split("# ## Exercises")[1].split("# ## References")[0], flags=re.M)
+    assert exercises and len(exercises) == len(listed), f"{source.stem}: every exercise needs (★), (★★) or (★★★)"
+    solutions = (tool["SOLUTIONS"] / f"{source.stem}_solutions.py").read_text()
+    headings = re.findall(r"^# ## (\d)\. (.+?) \((★+)\)$", solutions, flags=re.M)
+    assert headings == [(n, title.rstrip("."), stars) for n, title, stars in exercises], \
+        f"{source.stem}: the solutions' headings differ from the exercises"
+    assert f"solutions/{source.stem}_solutions.ipynb" in text, f"{source.stem} does not link its solutions"

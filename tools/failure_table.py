@@ -1,4 +1,4 @@
-"""Prints the README's "Inputs and failure behaviour" table from tests/failure_cases.py (the tests' own table)."""
+"""Prints docs/reliability.md's table from tests/failure_cases.py (the tests' own table)."""
 
 import runpy
 from pathlib import Path

@@ -3,7 +3,7 @@
     python tools/notebooks.py sync            # rebuild each .ipynb's cells from its .py (unchanged cells keep outputs)
     python tools/notebooks.py check           # exit 1 when a notebook's cells differ from its source (tests run it)
     python tools/notebooks.py execute cpu     # run every notebook top to bottom on a profile, outputs saved in place
-    python tools/notebooks.py execute cpu 03  # only the lessons whose names start with 03
+    python tools/notebooks.py execute cpu 03  # only the notebooks whose names start with 03 (lesson and solutions)
     python tools/notebooks.py strip NB...     # drop stderr streams (progress bars, library notices) from outputs
 
 To edit a lesson: change its .py source, run `sync`, then `execute cpu` so the committed notebook shows real outputs.
@@ -22,10 +22,16 @@ import nbformat
 from jupytext.combine import combine_inputs_with_outputs
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SOLUTIONS = NOTEBOOKS / "solutions"  # one solutions notebook per lesson, same format, executed by CI like the lessons
 
 
 def sources(folder: Path = NOTEBOOKS) -> list[Path]:
     return sorted(folder.glob("0*_*.py"))
+
+
+def all_sources() -> list[Path]:
+    """The lessons, then their solutions notebooks."""
+    return sources() + sources(SOLUTIONS)
 
 
 def cells(notebook) -> list[tuple[str, str]]:
@@ -67,24 +73,24 @@ def strip_stderr(path: Path) -> None:
 
 def execute(profile: str, only: tuple[str, ...] = ()) -> None:
     env = {**os.environ, "HWLIB_PROFILE": profile}
-    for source in sources():
+    for source in all_sources():
         if only and not source.name.startswith(only):
             continue
         target = source.with_suffix(".ipynb")
         print("executing", target.name, "on", profile, flush=True)
         subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
-                        "--ExecutePreprocessor.timeout=3600", target.name], cwd=NOTEBOOKS, env=env, check=True)
+                        "--ExecutePreprocessor.timeout=3600", target.name], cwd=source.parent, env=env, check=True)
         strip_stderr(target)
 
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
     if command == "sync":
-        for source in sources():
+        for source in all_sources():
             print("wrote", sync(source).relative_to(NOTEBOOKS.parent))
         return 0
     if command == "check":
-        found = [line for source in sources() for line in differences(source)]
+        found = [line for source in all_sources() for line in differences(source)]
         print("\n".join(found) or "notebooks agree with their sources")
         return 1 if found else 0
     if command == "execute" and len(argv) >= 2:

@@ -1,4 +1,4 @@
-"""Print the README's results tables from the committed result files: `python tools/results_tables.py`.
+"""Print the results tables of the README and docs/ from the committed result files: `python tools/results_tables.py`.
 
 It formats what `python -m hwlib run`, `python -m hwlib search`, `python -m hwlib curve`, `tools/seed_spread.py` and
 `python -m bench` wrote (summary.json, search.json, curve.json, seeds.json, bench/results/*.json), so the README cannot
@@ -48,6 +48,25 @@ def quality() -> str:
     return "\n".join(lines)
 
 
+HEADLINE_ROWS = (("card recipe (cpu-card)", "fine-tuned", "the card's recipe, SmolLM2-135M, 1,800 tweets"),
+                 ("improved (cpu)", "fine-tuned", "improved recipe (`cpu`), 3,000 tweets"),
+                 ("improved (cpu)", "fine-tuned, calibrated", "improved, calibrated on validation"),
+                 ("improved (cpu)", "base (zero-shot)", "the base model, zero-shot"),
+                 ("improved (cpu)", "TF-IDF + logistic regression", "TF-IDF + logistic regression"))
+
+
+def headline() -> str:
+    """The README's one results table: whole test split, `score` method, with macro-F1's bootstrap interval."""
+    lines = ["| model (all on the 12,284 test tweets) | macro-F1 | 95% interval | macro-recall | accuracy |",
+             "|---|---|---|---|---|"]
+    for run, title, name in HEADLINE_ROWS:
+        summary = json.loads((RUNS[run] / "summary.json").read_text())
+        m = summary["table"][title]
+        lines.append(f"| {name} | {m['macro_f1']:.4f} | {interval(RUNS[run], summary['folders'][title])} | "
+                     f"{m['macro_recall']:.4f} | {m['accuracy']:.4f} |")
+    return "\n".join(lines)
+
+
 def script_names(path: Path) -> dict:
     """The names a script of this repository (not an installed package) defines, run without its `__main__` block."""
     return runpy.run_path(str(path))
@@ -90,10 +109,18 @@ def seed_variation() -> str:
     return spread["seed_table"](json.loads(spread["SEEDS_JSON"].read_text()))
 
 
+# Where each printed block lives (tests/test_bench.py checks that it is there, as printed).
+HOMES = {"headline": "README.md", "quality": "docs/results.md", "search": "docs/results.md",
+         "learning curve": "docs/results.md", "seed variation": "docs/results.md", "inference speed": "docs/speed.md",
+         "share of the compute limit": "docs/speed.md", "training speed": "docs/speed.md",
+         "training losses": "docs/speed.md"}
+
+
 def sections() -> dict[str, str]:
-    """Each README block, by name, exactly as the README holds it."""
+    """Each block of the README and the docs, by name, exactly as its home file (HOMES) holds it."""
     curve = json.loads((RUNS["improved (cpu)"] / "curve.json").read_text())
     return {
+        "headline": headline(),
         "quality": quality(),
         "search": search_table(json.loads((RUNS["improved (cpu)"] / "search.json").read_text())["rows"]),
         "learning curve": curve_table(curve["rows"]) + "\n\n" + "\n".join(
