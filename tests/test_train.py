@@ -308,3 +308,17 @@ def test_curve_command_refuses_bad_sizes():
                             text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--sizes '600,lots': give positive whole numbers" in result.stderr
+
+
+def test_the_main_job_says_nothing_of_the_known_harmless_notices(tmp_path, data_dir):
+    """No bitsandbytes kernels notice and no FutureWarning on a CPU run by default; HWLIB_VERBOSE=1 shows them."""
+    command = [sys.executable, "-m", "hwlib", "run", "--profile", "smoke", "--output", str(tmp_path / "run"),
+               "--data-dir", str(data_dir)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "HWLIB_VERBOSE": ""})
+    shown = result.stdout + result.stderr
+    assert result.returncode == 0, shown[-2000:]
+    assert "kernels-community" not in shown and "FutureWarning" not in shown
+    assert "macro-F1" in shown  # hwlib's own lines are kept
+    verbose = subprocess.run([*command[:-4], "--output", str(tmp_path / "again"), *command[-2:]], capture_output=True,
+                             text=True, timeout=600, env={**os.environ, "HWLIB_VERBOSE": "1"})
+    assert verbose.returncode == 0 and "kernels-community" in verbose.stdout + verbose.stderr
