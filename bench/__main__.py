@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import hwlib  # noqa: F401  (tunes malloc for this process unless HWLIB_NO_MALLOC_TUNING=1)
-from hwlib.config import EvalConfig, train_config
+from hwlib.config import EvalConfig, machine, train_config
 from hwlib.files import write_json
 
 SHIPPED_ADAPTER = Path(__file__).resolve().parent.parent / "data" / "adapters" / "smollm2-135m-cpu"
@@ -381,7 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile == "smoke":
         print("(smoke: a tiny random model; these figures prove the harness runs, not speed or quality)")
     if args.output:
-        write_json(args.output, {"command": " ".join(["python -m bench", *sys.argv[1:]]), "results": results})
+        write_json(args.output, {"command": " ".join(["python -m bench", *sys.argv[1:]]), "machine": machine(),
+                                 "results": results})
 
 
 if __name__ == "__main__":

@@ -227,11 +227,12 @@ def _predict(args) -> int:
 
 
 def _profiles(args) -> int:
-    from .config import PROFILE_NOTES, default_profile
+    from .config import default_profile
+    from .train import profile_note
 
     for name, settings in PROFILES.items():
         marker = "  (default here)" if name == default_profile() else ""
-        print(f"{name}{marker}\n  {PROFILE_NOTES[name]}")
+        print(f"{name}{marker}\n  {profile_note(name)}")
         print("  " + ", ".join(f"{k}={v}" for k, v in settings.items()) + "\n")
     return 0
 

@@ -88,14 +88,12 @@ PROFILES: dict[str, dict] = {
     # The card's recipe exactly as published: TinyLlama-1.1B on the whole train split, lr 5e-4 linear, r=8.
     "gpu-card": dict(model="tinyllama-1.1b", train_size=None, sampling="stratified", logging_steps=25, save_steps=500),
 }
-# Why each profile exists and what it costs: shown by the notebooks and `python -m hwlib profiles`.
+# Why each profile exists; `hwlib.train.profile_note` adds what it cost, read from the shipped run's record.
 PROFILE_NOTES: dict[str, str] = {
     "smoke": "plumbing only: a 2-layer random model, 4 steps; seconds on any machine, its numbers mean nothing",
     "cpu": "the improved recipe on SmolLM2-135M (3,000 balanced tweets, 250 steps, lr 2e-3 cosine, r=16), chosen on "
-           "validation; training 18.5 min on a 2-core AVX-512 CPU and 26-28 min on a 2-core AVX2 CPU "
-           "(data/adapters/smollm2-135m-cpu/, README, Results)",
-    "cpu-card": "the card's exact recipe on SmolLM2-135M and 1,800 tweets, for the comparison with the improved one: "
-                "measured 20.2 min of training on a 2-core AVX-512 CPU (data/adapters/smollm2-135m-card-recipe-cpu/)",
+           "validation (docs/results.md); a 2-core AVX2 CPU takes about twice the time of an AVX-512 one",
+    "cpu-card": "the card's exact recipe on SmolLM2-135M and 1,800 tweets, for the comparison with the improved one",
     "gpu": "the improved recipe carried to TinyLlama-1.1B in 4-bit: 12,000 balanced tweets (1,000 steps of 12), "
            "cosine with 10% warm-up, r=16; lr 1e-3, half the cpu profile's, because the 2e-3 was chosen for 250 steps "
            "on a 135M model, here there are four times the steps on an 8x larger model, and on SmolLM2 the wider "
@@ -221,6 +219,30 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags
+
+
+INSTRUCTION_SETS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # the CPU features that decide speed and dtype here
+
+
+def machine() -> dict:
+    """The machine class a time was measured on: processor model, cores, the instruction sets that matter here
+    (AVX2, AVX-512, AVX-512 BF16, AMX), and the GPU with its compute capability where CUDA is used."""
+    import platform
+
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    info = {"processor": names[0] if names else (platform.processor() or platform.machine()),
+            "cpu_cores": os.cpu_count(), "instruction_sets": [f for f in INSTRUCTION_SETS if f in flags]}
+    if device() == "cuda":
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name()
+        info["gpu_capability"] = ".".join(map(str, torch.cuda.get_device_capability()))
+    return info
 
 
 DTYPE_ENV = "HWLIB_COMPUTE_DTYPE"

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .config import EvalConfig, HwlibError
+from .config import EvalConfig, HwlibError, machine
 from .data import ID2LABEL, LABELS, data_source, load_split, sample_indices, split_lines
 from .files import atomic_path, read_json, write_json
 from .metrics import bootstrap_interval, compute_metrics, save_confusion_png
@@ -354,7 +354,7 @@ def evaluate(model, tokenizer, config: EvalConfig, output_dir: str | Path, model
                    data_source=data_source(data_dir),
                    model=model_name, adapter=adapter,
                    weights=weights(model), wall_time_s=round(wall_time, 2),
-                   tweets_per_s=round(len(table) / wall_time, 3))
+                   tweets_per_s=round(len(table) / wall_time, 3), machine=machine())
     write_json(output / EXAMPLES, examples(table, config.examples_per_class, config.seed))
     for normalised in (False, True):
         save_confusion_png({_title(metrics): metrics}, output / CONFUSION[normalised], normalised)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from .config import PACKAGE_PARENT, ConfigError, HwlibError, TrainConfig, compute_dtype, device
+from .config import PACKAGE_PARENT, ConfigError, HwlibError, TrainConfig, compute_dtype, device, machine
 from .data import ID2LABEL, class_counts, data_source, load_split, subsample
 from .files import write_json
 from .models import fingerprints, load_model
@@ -424,6 +424,22 @@ def train_or_load(config: TrainConfig) -> Path:
 SHIPPED_ADAPTERS = {"cpu": "smollm2-135m-cpu", "cpu-card": "smollm2-135m-card-recipe-cpu"}
 
 
+def profile_note(profile: str) -> str:
+    """Why a profile exists (PROFILE_NOTES) and, for a profile that ships an adapter, its measured training time and
+    machine class, read from the shipped run's record (shown by the lessons and `python -m hwlib profiles`)."""
+    from .config import PROFILE_NOTES
+
+    shipped = shipped_adapter(profile)
+    if shipped is None:
+        return PROFILE_NOTES[profile]
+    record = read_run(shipped)
+    measured_on = record["hardware"].get("machine")
+    where = (f"{measured_on['processor']}, {measured_on['cpu_cores']} cores, "
+             f"{', '.join(measured_on['instruction_sets']) or 'no AVX2'}" if measured_on else "machine class not recorded")
+    return (f"{PROFILE_NOTES[profile]}; measured: {record['wall_time_s'] / 60:.1f} min of training, {record['steps']} "
+            f"steps on {record['hardware']['device']} ({where}; data/adapters/{shipped.name}/run_config.json)")
+
+
 def shipped_adapter(profile: str) -> Path | None:
     """The committed adapter of a profile, looked up in the clone this package runs from (or the one the current
     folder is in, for a non-editable install in Colab); None when the profile ships none."""
@@ -589,12 +605,9 @@ def hardware() -> dict:
     import torch
     from accelerate import PartialState
 
-    info = {"device": device(), "compute_dtype": str(compute_dtype()).removeprefix("torch."),
+    return {"device": device(), "compute_dtype": str(compute_dtype()).removeprefix("torch."),
             "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "processes": PartialState().num_processes}
-    if device() == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
+            "processes": PartialState().num_processes, "machine": machine()}
 
 
 def versions() -> dict[str, str]:

@@ -51,7 +51,8 @@ if "google.colab" in sys.modules:
 import os
 from pathlib import Path
 
-from hwlib.config import PROFILE_NOTES, default_profile, train_config
+from hwlib.config import default_profile, train_config
+from hwlib.train import profile_note
 
 PROFILE = os.environ.get("HWLIB_PROFILE") or default_profile()  # smoke | cpu | cpu-card | gpu | gpu-card
 RUNS = Path("..") / "runs"  # where runs are kept. Colab runs each notebook in its own runtime: to let lesson 04
@@ -59,7 +60,7 @@ RUNS = Path("..") / "runs"  # where runs are kept. Colab runs each notebook in i
 # from google.colab import drive; drive.mount("/content/drive")
 # RUNS = Path("/content/drive/MyDrive/tweet-sentiment-runs")
 config = train_config(PROFILE, output_dir=str(RUNS / PROFILE))
-print(f"profile {PROFILE!r}, model {config.model!r}: {PROFILE_NOTES[PROFILE]}")
+print(f"profile {PROFILE!r}, model {config.model!r}: {profile_note(PROFILE)}")
 
 # %% [markdown]
 # ## Train now, or use the shipped adapter?

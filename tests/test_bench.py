@@ -17,7 +17,9 @@ def test_bench_smoke(command, tmp_path, data_dir):
     result = subprocess.run([sys.executable, "-m", "bench", command, "--profile", "smoke", "--data-dir", str(data_dir),
                              "--output", str(output)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads(output.read_text())["results"]
+    record = json.loads(output.read_text())
+    rows = record["results"]
+    assert record["machine"]["processor"] and "instruction_sets" in record["machine"]  # which machine class it was
     if command == "inference":
         assert rows[0]["method"].startswith("(a)") and rows[0]["ratio_to_a"] == 1.0
         *methods, limit = rows

@@ -60,8 +60,14 @@ def test_cpu_rule_and_override(fresh_rule):
 
 
 def test_every_profile_says_why_and_how_long():
+    """Why from PROFILE_NOTES; how long, for a profile that ships a run, read from that run's record."""
+    from hwlib.train import profile_note, read_run, shipped_adapter
+
     assert set(PROFILE_NOTES) == set(PROFILES)
     assert "estimate" in PROFILE_NOTES["gpu"].lower()
+    record = read_run(shipped_adapter("cpu"))
+    assert f"{record['wall_time_s'] / 60:.1f} min of training, {record['steps']} steps" in profile_note("cpu")
+    assert "machine class not recorded" in profile_note("cpu")  # the shipped record predates machine()
 
 
 def test_gpu_profiles_carry_the_improved_recipe_and_keep_the_cards(fresh_rule, capsys):
@@ -81,5 +87,5 @@ def test_gpu_profiles_carry_the_improved_recipe_and_keep_the_cards(fresh_rule, c
     assert main(["profiles"]) == 0
     shown = capsys.readouterr().out
     for name in ("gpu", "gpu-card"):
-        assert f"\n{name}\n  {PROFILE_NOTES[name]}" in "\n" + shown
+        assert f"\n{name}\n  {PROFILE_NOTES[name]}" in "\n" + shown  # no shipped run: the note alone
         assert "estimate" in PROFILE_NOTES[name]

@@ -322,3 +322,16 @@ def test_the_main_job_says_nothing_of_the_known_harmless_notices(tmp_path, data_
     verbose = subprocess.run([*command[:-4], "--output", str(tmp_path / "again"), *command[-2:]], capture_output=True,
                              text=True, timeout=600, env={**os.environ, "HWLIB_VERBOSE": "1"})
     assert verbose.returncode == 0 and "kernels-community" in verbose.stdout + verbose.stderr
+
+
+def test_training_and_evaluation_records_name_their_machine_class(smoke_run, tmp_path, data_dir):
+    """Times mean little without the machine: every new record names the processor and the instruction sets."""
+    from hwlib.config import INSTRUCTION_SETS, eval_config
+    from hwlib.evaluate import evaluate, read_metrics
+
+    trained = read_run(smoke_run)["hardware"]["machine"]
+    assert trained["processor"] and trained["cpu_cores"] >= 1 and set(trained["instruction_sets"]) <= set(INSTRUCTION_SETS)
+    model, tokenizer = load_adapter(smoke_run, merged=True)
+    evaluate(model, tokenizer, eval_config("smoke", limit=6), tmp_path / "eval", "tiny-random", str(smoke_run),
+             str(data_dir), progress=False)
+    assert read_metrics(tmp_path / "eval")["machine"] == trained
