@@ -12,6 +12,7 @@ import types
 import typing
 
 from .config import PROFILES, ConfigError, EvalConfig, HwlibError, TrainConfig, eval_config, train_config
+from .runs import RUN_CONFIG
 
 TRAIN_SKIP = {"profile", "output_dir"}
 
@@ -46,7 +47,7 @@ def _add_fields(parser: argparse.ArgumentParser, cls, skip: set[str]) -> None:
             continue
         flag = "--" + field.name.replace("_", "-")
         group.add_argument(flag, dest=field.name, type=_field_type(field), default=None,
-                           help=f"default {field.default!r}")
+                           help=f"{field.metadata['help']} (default {field.default!r})")
 
 
 def _output(args: argparse.Namespace) -> dict:
@@ -85,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--model", help="a base model alone: preset, local folder or Hub id")
     evaluate.add_argument("--profile", choices=list(PROFILES))
     evaluate.add_argument("--output", required=True, help="folder for predictions.csv, metrics.json, PNGs")
-    evaluate.add_argument("--base", help="the base model, for an adapter folder without run_config.json")
+    evaluate.add_argument("--base", help=f"the base model, for an adapter folder without {RUN_CONFIG}")
     evaluate.add_argument("--quantize", default="nf4", help="base model weights: nf4 (default) or none")
     evaluate.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
     _add_fields(evaluate, EvalConfig, set())
@@ -108,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify messages given as arguments, in a file, or on stdin")
     predict.add_argument("texts", nargs="*", help="messages (none: read --file, else lines from stdin)")
     predict.add_argument("--adapter", required=True, help="a trained run folder")
-    predict.add_argument("--base", help="the base model, for an adapter folder without run_config.json")
+    predict.add_argument("--base", help=f"the base model, for an adapter folder without {RUN_CONFIG}")
     predict.add_argument("--file", help="messages in a .csv, .jsonl or .parquet file (column --text-column), or a "
                                         "text file with one message per line")
     predict.add_argument("--text-column", default="text", help="the column that holds the messages (default text)")

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .config import ConfigError
 from .data import ID2LABEL, load_split
-from .evaluate import METRICS, PREDICTIONS
+from .runs import METRICS, PREDICTIONS
 from .files import atomic_path, write_json
 from .metrics import compute_metrics
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .config import HwlibError
 from .data import LABELS
-from .evaluate import METRICS, PREDICTIONS
+from .runs import METRICS, PREDICTIONS
 from .files import read_json, write_json
 from .metrics import compute_metrics
 

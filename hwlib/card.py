@@ -13,7 +13,7 @@ from .metrics import recorded_interval
 from .models import PRESETS
 from .postprocess import postprocess_sentiment
 from .prompts import ANSWER_TEMPLATE, SYSTEM_PROMPT, USER_TEMPLATE
-from .train import read_run
+from .runs import read_run
 
 
 def _pct(value: float) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,34 +22,44 @@ class ConfigError(HwlibError, ValueError):
     """A setting that cannot work: the message says which and how to fix it."""
 
 
+def setting(default, help: str):
+    """A config field with its one-sentence help (shown by `python -m hwlib train --help` and `evaluate --help`)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on. Defaults are the model card's recipe."""
 
-    model: str = "smollm2-135m"
-    quantize: str | None = "nf4"  # 4-bit NormalFloat base weights (QLoRA); None trains plain LoRA
-    target_modules: tuple[str, ...] = ("k_proj", "v_proj")
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    learning_rate: float = 5e-4
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.0
-    batch_size: int = 12
-    epochs: float = 1.0
-    max_steps: int = -1  # > 0 stops early (smoke runs)
-    max_length: int = 256
-    train_size: int | None = None  # None: the whole train split
-    sampling: str = "stratified"  # or "balanced": equal rows per class
-    seed: int = 42
-    logging_steps: int = 5
-    save_steps: int = 50
-    activation_checkpointing: bool = False  # TRL turns it on by default; a 135M model on CPU does not need it
-    group_by_length: bool = True  # batches of similar length pad less
-    shared_prefix: bool = True  # run the prompt every example shares once per batch (hwlib.train.shared_prefix_inputs)
-    data_dir: str | None = None
-    output_dir: str = "runs/default"
-    profile: str = "custom"
+    model: str = setting("smollm2-135m", "the base model: a preset (smollm2-135m, lite-oute-300m, tinyllama-1.1b, "
+                         "tiny-random) or a local folder or Hub id")
+    quantize: str | None = setting("nf4", "4-bit NormalFloat base weights (QLoRA); None trains plain LoRA")
+    target_modules: tuple[str, ...] = setting(("k_proj", "v_proj"), "the layers that get a LoRA adapter "
+                                              "(comma-separated on the command line)")
+    lora_r: int = setting(8, "rank r of each adapter's update B·A")
+    lora_alpha: int = setting(16, "the update is scaled by lora_alpha / lora_r")
+    lora_dropout: float = setting(0.05, "dropout on the adapter's input during training")
+    learning_rate: float = setting(5e-4, "the optimizer's peak learning rate")
+    lr_scheduler: str = setting("linear", "how the learning rate decays: linear, cosine, constant, ...")
+    warmup_ratio: float = setting(0.0, "share of the steps over which the learning rate rises from 0")
+    batch_size: int = setting(12, "training examples per step")
+    epochs: float = setting(1.0, "passes over the training rows")
+    max_steps: int = setting(-1, "stop after this many steps (> 0; smoke runs); -1 runs the epochs")
+    max_length: int = setting(256, "tokens per training conversation; longer ones are cut")
+    train_size: int | None = setting(None, "training rows drawn from the train split; None uses every row")
+    sampling: str = setting("stratified", "how the rows are drawn: stratified (train's class shares) or balanced "
+                            "(equal rows per class)")
+    seed: int = setting(42, "seed of the sample, the adapter's initialisation and the data order")
+    logging_steps: int = setting(5, "record the loss every this many steps")
+    save_steps: int = setting(50, "write a checkpoint to resume from every this many steps")
+    activation_checkpointing: bool = setting(False, "recompute activations in the backward pass (TRL's default "
+                                             "on; a 135M model on a CPU does not need it)")
+    group_by_length: bool = setting(True, "batch examples of similar length, so less is padding")
+    shared_prefix: bool = setting(True, "compute the prompt every example shares once per batch "
+                                  "(hwlib.shared_prefix)")
+    data_dir: str | None = setting(None, "a local data folder; None: $HWLIB_DATA_DIR, the bundled copy, the Hub")
+    output_dir: str = setting("runs/default", "the run folder")
+    profile: str = setting("custom", "the profile these settings came from (bookkeeping)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -59,18 +69,22 @@ class TrainConfig:
 class EvalConfig:
     """How predictions are made and reported."""
 
-    method: str = "score"  # "score" (label log-probabilities) or "generate" (the card's greedy decoding)
-    split: str = "test"
-    limit: int | None = None  # None: every row; else a seeded stratified sample
-    batch_size: int = 32
-    max_new_tokens: int = 16
-    seed: int = 42
-    examples_per_class: int = 2
-    generate_limit: int | None = 500  # seeded sample for the card's (slower) generate method; 0/None skips it
-    max_length: int = 256  # prompt + message + answer in tokens (the training length); longer messages are truncated
-    merged: bool = True  # predict with the NF4 weights dequantized and the adapter merged (same model, faster)
-    calibrate: bool = True  # fit per-class offsets on validation, report test raw and calibrated
-    baselines: bool = True  # put the TF-IDF + logistic-regression baseline in the results table
+    method: str = setting("score", "score (the three labels' log-probabilities) or generate (the card's greedy "
+                          "decoding and regex)")
+    split: str = setting("test", "the split to evaluate: train, validation or test")
+    limit: int | None = setting(None, "a seeded stratified sample of this many rows; None: every row")
+    batch_size: int = setting(32, "messages per forward pass")
+    max_new_tokens: int = setting(16, "the longest reply generate writes")
+    seed: int = setting(42, "seed of the sample and the bootstrap")
+    examples_per_class: int = setting(2, "example predictions per class kept for the model card")
+    generate_limit: int | None = setting(500, "seeded sample for the card's (slower) generate method; 0 or None "
+                                         "skips it")
+    max_length: int = setting(256, "prompt + message + answer in tokens (the training length); longer messages are "
+                              "truncated")
+    merged: bool = setting(True, "predict with the NF4 weights dequantized and the adapter merged (same model, "
+                           "faster)")
+    calibrate: bool = setting(True, "fit per-class offsets on validation, report test raw and calibrated")
+    baselines: bool = setting(True, "put the TF-IDF + logistic-regression baseline in the results table")
 
 
 PROFILES: dict[str, dict] = {

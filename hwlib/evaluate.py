@@ -19,13 +19,11 @@ from .metrics import bootstrap_interval, compute_metrics, save_confusion_png
 from .postprocess import postprocess_sentiment
 from .prompts import (answer, build_example, ensure_chat_template, render_prompt, render_transcript, protected_strings,
                       supports_system_role)
+from .runs import EXAMPLES, METRICS, PREDICTIONS
 
 log = logging.getLogger(__name__)
 
 METHODS = ("score", "generate")
-PREDICTIONS = "predictions.csv"
-METRICS = "metrics.json"
-EXAMPLES = "examples.json"
 CONFUSION = {False: "confusion_counts.png", True: "confusion_normalised.png"}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .config import ConfigError, HwlibError, cache_dir, compute_dtype, device
 from .prompts import CHATML_TEMPLATE, ensure_chat_template
+from .runs import RUN_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -379,19 +380,19 @@ ADAPTER_FILE = "adapter_model.safetensors"
 def adapter_base_model(folder: str | Path) -> str:
     """The base model an adapter was trained on, from its run_config.json (the preset, e.g. the offline SmolLM2)."""
     folder = check_adapter(folder)
-    run_config = folder / "run_config.json"
+    run_config = folder / RUN_CONFIG
     if run_config.is_file():
         return json.loads(run_config.read_text())["config"]["model"]
     named = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
     raise ModelError(
-        f"{folder} has no run_config.json, so the base it was trained on is unknown: pass it explicitly "
+        f"{folder} has no {RUN_CONFIG}, so the base it was trained on is unknown: pass it explicitly "
         f"(--base; base= in Python), e.g. --base {named}" if named else
-        f"{folder} has no run_config.json and names no base: pass it explicitly (--base; base= in Python)"
+        f"{folder} has no {RUN_CONFIG} and names no base: pass it explicitly (--base; base= in Python)"
     )
 
 
 def adapter_quantization(folder: str | Path) -> str | None:
-    run_config = Path(folder) / "run_config.json"
+    run_config = Path(folder) / RUN_CONFIG
     if run_config.is_file():
         return json.loads(run_config.read_text())["config"]["quantize"]
     return "nf4"
@@ -405,18 +406,18 @@ def fingerprints(base: str, adapter_folder: str | Path) -> dict[str, str | None]
 
 def verify_fingerprints(folder: str | Path, base: str) -> None:
     """Refuse an adapter file or a base that differs from what run_config.json recorded (one-line errors)."""
-    run_config = Path(folder) / "run_config.json"
+    run_config = Path(folder) / RUN_CONFIG
     if not run_config.is_file():
         return
     recorded = json.loads(run_config.read_text()).get("fingerprints") or {}
     if recorded.get("adapter_sha256") and file_sha256(Path(folder) / ADAPTER_FILE) != recorded["adapter_sha256"]:
-        raise ModelError(f"{Path(folder) / ADAPTER_FILE} does not match the sha256 in its run_config.json: the file "
+        raise ModelError(f"{Path(folder) / ADAPTER_FILE} does not match the sha256 in its {RUN_CONFIG}: the file "
                          "is damaged or was replaced; restore it (git checkout / a backup) or train again")
     if recorded.get("base_weights"):
         found = weights_fingerprint(resolve_model(base))
         if found is not None and found != recorded["base_weights"]:
             raise ModelError(f"the base model {base!r} ({resolve_model(base)}) is not the one this adapter was trained "
-                             "on (its weights' fingerprint differs from run_config.json): pass the right --base, or "
+                             f"on (its weights' fingerprint differs from {RUN_CONFIG}): pass the right --base, or "
                              "delete that cached copy so it is rebuilt")
 
 

@@ -15,7 +15,8 @@ from .evaluate import METRICS, compare_png, evaluate, read_metrics
 from .data import data_source
 from .files import write_json
 from .models import load_adapter, load_model
-from .train import RUN_CONFIG, read_run, train
+from .runs import EVAL, RUN_CONFIG, eval_folder_name, read_run
+from .train import train
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,7 @@ COMPARISON_PNG = "confusion_before_after.png"
 
 
 def eval_folder(run_dir: Path, who: str, config: EvalConfig) -> Path:
-    limit = "all" if config.limit is None else str(config.limit)
-    return run_dir / "eval" / f"{who}-{config.method}-{config.split}-{limit}"
+    return Path(run_dir) / EVAL / eval_folder_name(who, config.method, config.split, config.limit)
 
 
 def evaluate_one(run_dir: str | Path, who: str, config: EvalConfig, data_dir: str | None = None,
@@ -125,7 +125,7 @@ def calibrated(run_dir: str | Path, validation_folder: Path, test_folder: Path) 
 
 def tfidf_baseline(run_dir: str | Path, config: EvalConfig, data_dir: str | None = None) -> Path:
     """TF-IDF + logistic regression trained on the whole train split, scored on `config.split` (kept once made)."""
-    folder = Path(run_dir) / "eval" / f"tfidf-logreg-{config.split}-all"
+    folder = Path(run_dir) / EVAL / eval_folder_name("tfidf", "logreg", config.split, None)
     if not (folder / METRICS).is_file():
         evaluate_tfidf(folder, config.split, data_dir, seed=config.seed)
     return folder

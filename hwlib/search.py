@@ -14,7 +14,8 @@ from .config import eval_config, train_config
 from .evaluate import METRICS, evaluate, read_metrics
 from .files import write_json
 from .models import load_adapter
-from .train import RUN_CONFIG, read_run, train, train_or_load
+from .runs import EVAL, RUN_CONFIG, eval_folder_name, read_run
+from .train import train, train_or_load
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +35,7 @@ def trial_dir(root: Path, index: int) -> Path:
 
 def validation_scores(folder: Path, config, data_dir: str | None = None, progress: bool = True) -> dict:
     """A finished run's training size and time and its validation scores; validation is scored once, on first call."""
-    scored = folder / "eval" / "adapter-score-validation-all"
+    scored = folder / EVAL / eval_folder_name("adapter", "score", "validation", None)
     if not (scored / METRICS).is_file():
         model, tokenizer = load_adapter(folder, merged=True)
         evaluate(model, tokenizer, eval_config(config.profile, split="validation", limit=None), scored, config.model,

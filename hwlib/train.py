@@ -12,19 +12,16 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from .config import PACKAGE_PARENT, ConfigError, HwlibError, TrainConfig, compute_dtype, device, machine
+from .config import ConfigError, HwlibError, TrainConfig, compute_dtype, device, machine
 from .data import ID2LABEL, class_counts, data_source, load_split, subsample
 from .files import write_json
 from .models import fingerprints, load_model
 from .prompts import build_example, ensure_chat_template, protected_strings, supports_system_role
+from .runs import (CHECKPOINTS, LOSS_CURVE, LOSS_HISTORY, RUN_CONFIG, TRAIN_REQUEST,
+                   complete_checkpoints, is_run_folder, read_run, shipped_adapter)
+from .shared_prefix import make_shared_prefix_trainer
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS = "checkpoints"
-RUN_CONFIG = "run_config.json"
-LOSS_HISTORY = "loss_history.json"
-LOSS_CURVE = "loss_curve.png"
-
 
 class RunExistsError(HwlibError, FileExistsError):
     """The output folder already holds a run."""
@@ -156,73 +153,6 @@ def changed_settings(settings) -> "pd.DataFrame":
     return pd.DataFrame(rows).set_index("setting")
 
 
-MIN_SHARED_PREFIX = 8  # tokens; below this the extra forward pass costs more than it saves
-
-
-def shared_prefix_length(input_ids, attention_mask, labels) -> int:
-    """Leading tokens every row of a batch shares (the system prompt and chat markup), all real and all outside the
-    loss, keeping at least one token of each row; 0 when there is nothing worth sharing."""
-    if input_ids.shape[0] < 2:
-        return 0
-    same = (input_ids == input_ids[:1]).all(dim=0) & attention_mask.bool().all(dim=0)
-    length = int(same.long().cumprod(0).sum())
-    length = min(length, int(attention_mask.sum(dim=1).min()) - 1)
-    ignored = (labels[:, : length + 1] == -100).all(dim=0)
-    length = min(length, int(ignored.long().cumprod(0).sum()) - 1)  # the first label stays predictable
-    return length if length >= MIN_SHARED_PREFIX else 0
-
-
-def make_shared_prefix_trainer(base):
-    """`base` (TRL's SFTTrainer) with a `compute_loss` that runs the batch's common prefix once.
-
-    Every example starts with the same ~55 tokens (system prompt, chat markup). Here they go through the model once,
-    as a batch of one, with gradients (the LoRA weights on k_proj/v_proj shape their keys and values); the keys and
-    values are shared by every row through a broadcast cache, and only each row's own tokens are computed. The loss
-    and the LoRA gradients equal the plain path's up to float rounding (`tests/test_train.py`). TRL computes the loss
-    and its metrics as usual, on the rows' own tokens. Batches without a common prefix take the plain path.
-    """
-    import torch
-
-    class SharedPrefixSFTTrainer(base):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-                shared, why = None, "data-parallel training (DDP must see the whole forward pass)"
-            else:
-                shared = shared_prefix_inputs(model, inputs)
-                why = f"the rows share no prefix of {MIN_SHARED_PREFIX}+ tokens"
-            if shared is None:
-                told = self.__dict__.setdefault("_fallbacks_logged", set())
-                if why not in told:
-                    log.info("shared prefix not used: %s; computing the rows whole", why)
-                    told.add(why)
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return super().compute_loss(model, shared, return_outputs, num_items_in_batch)
-
-    return SharedPrefixSFTTrainer
-
-
-def shared_prefix_inputs(model, inputs: dict) -> dict | None:
-    """The batch rewritten to start after its shared prefix, with the prefix's keys and values (computed here, once,
-    with gradients) as a cache broadcast to every row; None when the rows share no usable prefix."""
-    import torch
-    from transformers import DynamicCache
-
-    input_ids, mask, labels = inputs["input_ids"], inputs.get("attention_mask"), inputs.get("labels")
-    if mask is None or labels is None or set(inputs) - {"input_ids", "attention_mask", "labels"}:
-        return None  # padding-free batches, or inputs this path does not know: leave them alone
-    prefix = shared_prefix_length(input_ids, mask, labels)
-    if not prefix:
-        return None
-    decoder = model.get_base_model().get_decoder() if hasattr(model, "get_base_model") else model.get_decoder()
-    cached = decoder(input_ids=input_ids[:1, :prefix], use_cache=True).cache
-    rows = input_ids.shape[0]
-    cache = DynamicCache([(layer[0].expand(rows, -1, -1, -1), layer[1].expand(rows, -1, -1, -1)) for layer in cached])
-    width = input_ids.shape[1] - prefix
-    positions = torch.arange(prefix, prefix + width, device=input_ids.device).unsqueeze(0).expand(rows, -1)
-    return {"input_ids": input_ids[:, prefix:], "attention_mask": mask, "labels": labels[:, prefix:],
-            "position_ids": positions, "cache": cache}
-
-
 def build_trainer(config: TrainConfig, model=None, tokenizer=None, dataset: Dataset | None = None):
     """An `SFTTrainer` ready to train: LoRA on the config's modules of a (by default 4-bit) base model."""
     import torch
@@ -262,29 +192,6 @@ def trainable_parameters(model) -> dict[str, int | str]:
     dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in trainable})
     return {"trainable": sum(p.numel() for p in trainable), "total": sum(p.numel() for p in model.parameters()),
             "trainable_dtype": "+".join(dtypes)}
-
-
-TRAIN_REQUEST = "train_request.json"  # the settings a run was started with; --resume must ask for the same
-CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
-
-
-def is_run_folder(folder: Path) -> bool:
-    """Whether a folder holds a hwlib run (finished, interrupted, or started)."""
-    return any((folder / name).exists() for name in (RUN_CONFIG, TRAIN_REQUEST, CHECKPOINTS))
-
-
-def complete_checkpoints(output: Path) -> list[Path]:
-    """Checkpoints with every file a resume needs and a readable trainer state, oldest first (a process killed while
-    saving leaves an incomplete newest one, which is skipped)."""
-    found = []
-    for folder in sorted((output / CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
-        if all((folder / name).is_file() for name in CHECKPOINT_FILES):
-            try:
-                json.loads((folder / "trainer_state.json").read_text())
-            except ValueError:
-                continue
-            found.append(folder)
-    return found
 
 
 def prepare_output(output_dir: str | Path, resume: bool, overwrite: bool) -> Path | None:
@@ -421,9 +328,6 @@ def train_or_load(config: TrainConfig) -> Path:
 
 
 # Adapters trained by `python -m hwlib run --profile NAME` and committed under data/adapters/, by profile.
-SHIPPED_ADAPTERS = {"cpu": "smollm2-135m-cpu", "cpu-card": "smollm2-135m-card-recipe-cpu"}
-
-
 def profile_note(profile: str) -> str:
     """Why a profile exists (PROFILE_NOTES) and, for a profile that ships an adapter, its measured training time and
     machine class, read from the shipped run's record (shown by the lessons and `python -m hwlib profiles`)."""
@@ -437,21 +341,7 @@ def profile_note(profile: str) -> str:
     where = (f"{measured_on['processor']}, {measured_on['cpu_cores']} cores, "
              f"{', '.join(measured_on['instruction_sets']) or 'no AVX2'}" if measured_on else "machine class not recorded")
     return (f"{PROFILE_NOTES[profile]}; measured: {record['wall_time_s'] / 60:.1f} min of training, {record['steps']} "
-            f"steps on {record['hardware']['device']} ({where}; data/adapters/{shipped.name}/run_config.json)")
-
-
-def shipped_adapter(profile: str) -> Path | None:
-    """The committed adapter of a profile, looked up in the clone this package runs from (or the one the current
-    folder is in, for a non-editable install in Colab); None when the profile ships none."""
-    name = SHIPPED_ADAPTERS.get(profile)
-    if name is None:
-        return None
-    roots = (PACKAGE_PARENT, Path.cwd(), Path.cwd().parent)
-    for root in roots:
-        folder = root / "data" / "adapters" / name
-        if (folder / RUN_CONFIG).is_file():
-            return folder
-    return None
+            f"steps on {record['hardware']['device']} ({where}; data/adapters/{shipped.name}/{RUN_CONFIG})")
 
 
 FALLBACK_PROFILE = "cpu"  # its shipped adapter stands in where a profile ships none (a fresh Colab runtime on a GPU)
@@ -621,11 +511,3 @@ def versions() -> dict[str, str]:
         except Exception:
             found[name] = "not installed"
     return found
-
-
-def read_run(output_dir: str | Path) -> dict:
-    """A finished run's record (run_config.json)."""
-    path = Path(output_dir) / RUN_CONFIG
-    if not path.is_file():
-        raise ConfigError(f"{path} not found: {output_dir} is not a finished training run")
-    return json.loads(path.read_text())

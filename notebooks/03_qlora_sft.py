@@ -254,7 +254,8 @@ from trl import SFTConfig, SFTTrainer
 
 from hwlib.config import compute_dtype
 from hwlib.models import quantization_config
-from hwlib.train import CHECKPOINTS, lora_config, sft_config
+from hwlib.runs import CHECKPOINTS
+from hwlib.train import lora_config, sft_config
 
 bnb_config = BitsAndBytesConfig(
     load_in_4bit=True, bnb_4bit_quant_type="nf4",  # NF4, the cell above
@@ -374,7 +375,7 @@ print(f"{prompt_length} prompt tokens masked with -100, {len(input_ids) - prompt
 # %%
 from trl import SFTTrainer
 
-from hwlib.train import shared_prefix_inputs, shared_prefix_length
+from hwlib.shared_prefix import shared_prefix_inputs, shared_prefix_length
 
 rows = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])  # built on the CPU, as the Trainer does
 rows = {name: values.to(trainer.model.device) for name, values in rows.items()}  # and moved to the model, as it does
@@ -404,7 +405,7 @@ print(f"loss over whole rows {loss_whole_rows.item():.6f}, with the prefix share
 # steps, the time, and the logged loss and learning rate.
 
 # %%
-from hwlib.train import read_run
+from hwlib.runs import read_run
 
 del dense, quantized  # free the models built for inspection
 record = read_run(run_dir)
@@ -417,7 +418,7 @@ import json
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from hwlib.train import LOSS_HISTORY
+from hwlib.runs import LOSS_HISTORY
 
 history = pd.DataFrame(json.loads((run_dir / LOSS_HISTORY).read_text()))
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
@@ -498,7 +499,7 @@ pd.DataFrame({"message": tweets["text"], "correct": [ID2LABEL[y] for y in tweets
 
 # %%
 from hwlib.search import curve_findings, curve_summary, plot_curve
-from hwlib.train import shipped_adapter
+from hwlib.runs import shipped_adapter
 
 curve = json.loads((shipped_adapter("cpu") / "curve.json").read_text())
 plot_curve(curve["rows"])

@@ -1,5 +1,7 @@
 """The one device rule: which compute dtype each kind of hardware gets, and the Trainer flags that follow."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -61,7 +63,8 @@ def test_cpu_rule_and_override(fresh_rule):
 
 def test_every_profile_says_why_and_how_long():
     """Why from PROFILE_NOTES; how long, for a profile that ships a run, read from that run's record."""
-    from hwlib.train import profile_note, read_run, shipped_adapter
+    from hwlib.runs import read_run, shipped_adapter
+    from hwlib.train import profile_note
 
     assert set(PROFILE_NOTES) == set(PROFILES)
     assert "estimate" in PROFILE_NOTES["gpu"].lower()
@@ -89,3 +92,19 @@ def test_gpu_profiles_carry_the_improved_recipe_and_keep_the_cards(fresh_rule, c
     for name in ("gpu", "gpu-card"):
         assert f"\n{name}\n  {PROFILE_NOTES[name]}" in "\n" + shown  # no shipped run: the note alone
         assert "estimate" in PROFILE_NOTES[name]
+
+
+def test_every_setting_has_a_sentence_that_help_shows(capsys):
+    from hwlib.__main__ import main
+    from hwlib.config import EvalConfig, TrainConfig
+
+    for cls, command in ((TrainConfig, "train"), (EvalConfig, "evaluate")):
+        for field in dataclasses.fields(cls):
+            assert len(field.metadata.get("help", "")) > 10, f"{cls.__name__}.{field.name} has no help sentence"
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        shown = " ".join(capsys.readouterr().out.split())
+        skipped = {"output_dir", "profile"} if command == "train" else set()
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in skipped
+                   and " ".join(f.metadata["help"].split()[:4]) not in shown]
+        assert not missing, f"{command} --help lacks the sentence of {missing}"

@@ -218,7 +218,8 @@ def resume_other_settings(smoke_run, tmp_path):
 
 
 def short_run(smoke_run, tmp_path):
-    from hwlib.train import read_run, train
+    from hwlib.runs import read_run
+    from hwlib.train import train
 
     run = train(train_config("smoke", output_dir=str(tmp_path / "run"), max_steps=1, logging_steps=5))
     record = read_run(run)

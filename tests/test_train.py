@@ -14,7 +14,8 @@ from hwlib.data import load_split
 from hwlib.evaluate import generate, weights
 from hwlib.models import load_adapter, load_model
 from hwlib.prompts import answer, render_prompt
-from hwlib.train import RunExistsError, build_trainer, read_run, train, trainable_parameters
+from hwlib.runs import read_run
+from hwlib.train import RunExistsError, build_trainer, train, trainable_parameters
 
 
 @pytest.fixture
@@ -196,7 +197,8 @@ def test_changed_setting_is_refused_not_reused(smoke_run, data_dir):
 
 
 def test_lesson_run_uses_the_shipped_adapter_without_training(tmp_path):
-    from hwlib.train import ConfigMismatchError, lesson_run, shipped_adapter
+    from hwlib.runs import shipped_adapter
+    from hwlib.train import ConfigMismatchError, lesson_run
 
     config = train_config("cpu", output_dir=str(tmp_path / "cpu"))
     run = lesson_run(config)
@@ -209,7 +211,8 @@ def test_lesson_run_uses_the_shipped_adapter_without_training(tmp_path):
 
 
 def test_every_shipped_adapter_was_trained_with_its_profile_settings():
-    from hwlib.train import SHIPPED_ADAPTERS, check_same_settings, shipped_adapter
+    from hwlib.runs import SHIPPED_ADAPTERS, shipped_adapter
+    from hwlib.train import check_same_settings
 
     for profile in SHIPPED_ADAPTERS:
         folder = shipped_adapter(profile)
@@ -219,7 +222,7 @@ def test_every_shipped_adapter_was_trained_with_its_profile_settings():
 
 def loss_and_gradients(model_name: str, quantize: str | None, shared: bool, tmp_path) -> tuple:
     """One batch of 12 through TRL's loss, plain or with the shared prefix; dropout off so both see the same net."""
-    from hwlib.train import shared_prefix_inputs
+    from hwlib.shared_prefix import shared_prefix_inputs
 
     config = train_config("smoke", output_dir=str(tmp_path / "run"), model=model_name, quantize=quantize,
                           lora_dropout=0.0, max_length=256)
@@ -255,7 +258,7 @@ def test_shared_prefix_on_a_real_smollm2_batch(tmp_path):
 
 
 def test_shared_prefix_length_rules():
-    from hwlib.train import shared_prefix_length
+    from hwlib.shared_prefix import shared_prefix_length
 
     ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 21]])
     mask = torch.ones_like(ids)
@@ -270,7 +273,7 @@ def test_shared_prefix_length_rules():
 def test_rows_without_a_common_prefix_take_the_plain_path(tmp_path, caplog):
     import logging
 
-    from hwlib.train import shared_prefix_inputs
+    from hwlib.shared_prefix import shared_prefix_inputs
 
     trainer = build_trainer(train_config("smoke", output_dir=str(tmp_path / "run")))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])

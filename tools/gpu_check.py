@@ -67,7 +67,8 @@ def resume_check(output: Path) -> dict:
 
     from hwlib.config import compute_dtype, device, eval_config, train_config
     from hwlib.pipeline import evaluate_run
-    from hwlib.train import read_run, train
+    from hwlib.runs import RUN_CONFIG, read_run
+    from hwlib.train import train
 
     class StopAtStep2(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -80,7 +81,7 @@ def resume_check(output: Path) -> dict:
         torch.cuda.reset_peak_memory_stats()
     resumed = train_config("smoke", output_dir=str(output / "resumed"))
     train(resumed, callbacks=[StopAtStep2()])
-    report["stopped_at_step_2"] = not (output / "resumed" / "run_config.json").exists()
+    report["stopped_at_step_2"] = not (output / "resumed" / RUN_CONFIG).exists()
     train(resumed, resume=True)
     straight = train_config("smoke", output_dir=str(output / "straight"))
     train(straight)

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from hwlib.files import write_json
-from hwlib.train import read_run
+from hwlib.runs import EVAL, eval_folder_name, read_run
+from hwlib.runs import METRICS as METRICS_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "data" / "adapters" / "smollm2-135m-cpu"
@@ -30,7 +31,7 @@ def seed_rows(curve_folder: Path, train_rows: int = 3000) -> list[dict]:
     for folder in sorted(curve_folder.glob(f"balanced-{train_rows}-seed*")):
         if folder.name.endswith("-wide"):
             continue
-        evaluations = {split: folder / "eval" / f"adapter-score-{split}-all" / "metrics.json"
+        evaluations = {split: folder / EVAL / eval_folder_name("adapter", "score", split, None) / METRICS_FILE
                        for split in ("validation", "test")}
         missing = [str(path) for path in evaluations.values() if not path.is_file()]
         if missing:

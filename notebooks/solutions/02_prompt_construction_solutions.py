@@ -22,7 +22,6 @@ if "google.colab" in sys.modules:
 import os
 from pathlib import Path
 
-import pandas as pd
 from IPython.display import Markdown, display
 
 from hwlib.config import default_profile, train_config
@@ -33,7 +32,7 @@ config = train_config(PROFILE, output_dir=str(RUNS / PROFILE))
 print(f"profile {PROFILE!r}, model {config.model!r}")
 
 # %%
-from hwlib.data import LABELS, load_split
+from hwlib.data import load_split
 from hwlib.models import load_model
 from hwlib.prompts import SYSTEM_PROMPT, build_messages
 

@@ -37,7 +37,8 @@ print(f"profile {PROFILE!r}, model {config.model!r}")
 from hwlib.card import metrics_table
 from hwlib.config import eval_config
 from hwlib.pipeline import evaluate_one
-from hwlib.train import lesson_run, read_run, train_or_load
+from hwlib.runs import read_run
+from hwlib.train import lesson_run, train_or_load
 
 profile_run = lesson_run(config)  # the run lesson 03 studies: finished, shipped, or trained now on smoke
 config = profile_run.config
@@ -94,7 +95,7 @@ del dense
 # %%
 import json
 
-from hwlib.train import shipped_adapter
+from hwlib.runs import shipped_adapter
 
 curve = json.loads((shipped_adapter("cpu") / "curve.json").read_text())["rows"]
 pd.DataFrame(curve)[["train_rows", "sampling", "seed", "adapter", "validation_macro_f1", "validation_macro_recall", "train_min"]]

@@ -137,7 +137,7 @@ display(Markdown("Macro-F1 on 100 test tweets: " + "; ".join(f"{k} {v:.3f}" for 
 # %%
 import json
 
-from hwlib.train import shipped_adapter
+from hwlib.runs import shipped_adapter
 
 mine = RUNS / "r4"
 candidates = {f"profile run (r={config.lora_r})": run_dir}

@@ -1,0 +1,76 @@
+"""The run folder's layout, in one place: its file names, its checkpoints, reading a finished run, the adapters
+that ship with the course, and the names of the evaluation folders inside a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .config import PACKAGE_PARENT, ConfigError
+
+CHECKPOINTS = "checkpoints"
+RUN_CONFIG = "run_config.json"
+LOSS_HISTORY = "loss_history.json"
+LOSS_CURVE = "loss_curve.png"
+
+
+TRAIN_REQUEST = "train_request.json"  # the settings a run was started with; --resume must ask for the same
+CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether a folder holds a hwlib run (finished, interrupted, or started)."""
+    return any((folder / name).exists() for name in (RUN_CONFIG, TRAIN_REQUEST, CHECKPOINTS))
+
+
+def complete_checkpoints(output: Path) -> list[Path]:
+    """Checkpoints with every file a resume needs and a readable trainer state, oldest first (a process killed while
+    saving leaves an incomplete newest one, which is skipped)."""
+    found = []
+    for folder in sorted((output / CHECKPOINTS).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
+        if all((folder / name).is_file() for name in CHECKPOINT_FILES):
+            try:
+                json.loads((folder / "trainer_state.json").read_text())
+            except ValueError:
+                continue
+            found.append(folder)
+    return found
+
+
+
+# Inside `<run>/eval/`: one folder per evaluation, each with these files.
+EVAL = "eval"
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.csv"
+EXAMPLES = "examples.json"
+
+
+def eval_folder_name(who: str, method: str, split: str, limit: int | None) -> str:
+    """`adapter-score-test-all`, `base-generate-test-500`, ...: who was evaluated, how, on what."""
+    return f"{who}-{method}-{split}-{'all' if limit is None else limit}"
+
+
+SHIPPED_ADAPTERS = {"cpu": "smollm2-135m-cpu", "cpu-card": "smollm2-135m-card-recipe-cpu"}
+
+
+def shipped_adapter(profile: str) -> Path | None:
+    """The committed adapter of a profile, looked up in the clone this package runs from (or the one the current
+    folder is in, for a non-editable install in Colab); None when the profile ships none."""
+    name = SHIPPED_ADAPTERS.get(profile)
+    if name is None:
+        return None
+    roots = (PACKAGE_PARENT, Path.cwd(), Path.cwd().parent)
+    for root in roots:
+        folder = root / "data" / "adapters" / name
+        if (folder / RUN_CONFIG).is_file():
+            return folder
+    return None
+
+
+
+def read_run(output_dir: str | Path) -> dict:
+    """A finished run's record (run_config.json)."""
+    path = Path(output_dir) / RUN_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: {output_dir} is not a finished training run")
+    return json.loads(path.read_text())
