@@ -66,7 +66,9 @@ print(f"profile {PROFILE!r}, model {config.model!r}: {profile_note(PROFILE)}")
 # The model card fixes three strings. The **system prompt** states the task once, the **user turn** carries the
 # tweet, and the **answer** is a short sentence ending in the label. A sentence instead of a bare word gives the
 # model a few tokens of "run-up" that look like natural text, and puts the label at a predictable place: right after
-# `...the message as`. Lesson 04 exploits exactly that place.
+# `...the message as`. Lesson 04 exploits exactly that place. Note the mismatch the card leaves in: the system prompt
+# asks for "exactly one word", while the answer it trains on is a sentence (counted below). Training wins: after
+# fine-tuning the model writes the sentence, and the instruction is only words the prompt happens to contain.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -75,6 +77,11 @@ from hwlib.prompts import ANSWER_TEMPLATE, SYSTEM_PROMPT, USER_TEMPLATE
 print(SYSTEM_PROMPT)
 print(USER_TEMPLATE)
 print(ANSWER_TEMPLATE)
+
+# %%
+from hwlib.prompts import answer
+
+print(f"the answer the model is trained on has {len(answer('positive').split())} words: {answer('positive')!r}")
 
 # %% [markdown]
 # ## One training example, as a list of messages

@@ -107,7 +107,9 @@ pd.DataFrame([{"setting": name, "card default": getattr(defaults, name), "this r
 # are roughly normally distributed, so each level is used about equally often. To compute, a layer multiplies each
 # stored level by its block's absmax again (*dequantizes*) on the fly.
 #
-# Let us do it by hand on the first block of the first layer's `k_proj`, then check against bitsandbytes.
+# Let us do it by hand on the first block of the first layer's `k_proj`, then check against bitsandbytes. (The
+# SmolLM2 weights this course embeds are themselves a dequantized Q4_1 copy, so on the `cpu` profile the NF4 error
+# below is measured against weights already rounded to 4 bits once; TinyLlama's come in bf16 from the Hub.)
 
 # %%
 import torch
@@ -131,8 +133,34 @@ library = dequantize_4bit(packed, state, quant_type="nf4").flatten()[:64].float(
 assert torch.allclose(by_hand, library, rtol=0, atol=1e-6 * absmax.item()), "NF4 by hand differs from bitsandbytes"
 pd.DataFrame({"weight": block[:6].cpu(), "4-bit code": codes[:6].cpu(), "dequantized": by_hand[:6].cpu()}).round(5)
 
+# %%
+import matplotlib.pyplot as plt
+
+blocks = weight.flatten()[: weight.numel() // 64 * 64].reshape(-1, 64)
+scaled = (blocks / blocks.abs().max(dim=1, keepdim=True).values).flatten()
+used = torch.bincount((scaled[:, None] - levels[None, :]).abs().argmin(dim=1), minlength=16)
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+axes[0].hist(scaled.cpu().numpy(), bins=200, density=True, color="0.6")
+axes[0].vlines(levels.cpu().numpy(), 0, axes[0].get_ylim()[1], colors="C3", linewidth=0.8)
+axes[0].set(title="k_proj weights / block absmax, and the 16 NF4 levels", xlabel="scaled weight")
+axes[1].bar(range(16), (used / used.sum()).cpu().numpy())
+axes[1].set(title="how often each 4-bit code is used", xlabel="code", ylabel="share")
+fig.tight_layout()
+
+# %%
+from IPython.display import Markdown, display
+
+share = used / used.sum()
+display(Markdown(f"{int((used > 0).sum())} of the 16 codes are used on this matrix; the most used holds "
+                 f"{share.max().item():.1%} of its weights, the least used {share.min().item():.1%} (an even use "
+                 "would be 6.25% each)."))
+
 # %% [markdown]
-# The assertion passed: our few lines reproduce bitsandbytes' NF4 exactly on this block. Each weight became a 4-bit
+# The levels are dense near 0, where most weights are, and sparse in the tails, so the codes share the weights far
+# more evenly than 16 evenly spaced levels would (exercise 5 measures what that buys). Each block's largest weight
+# lands exactly on -1 or +1, so the two end codes get at least one weight in every block.
+#
+# The assertion above passed: our few lines reproduce bitsandbytes' NF4 exactly on this block. Each weight became a 4-bit
 # code (0 to 15) plus its share of the block's absmax.
 #
 # **Double quantization.** The absmax of each block is itself a 32-bit float: 32 bits per 64 weights, another half
@@ -338,8 +366,9 @@ changed_settings(training_args)
 # A causal language model is trained to predict each next token. Cross-entropy in PyTorch ignores every position
 # whose label is `-100`. TRL sets the labels of all prompt tokens (system prompt, tweet, the opening of the
 # assistant's turn) to `-100`, so the model is trained only to produce the answer sentence and its end-of-turn
-# token. Below, one training example token by token, then the same mask built by hand from the rendered prompt's
-# length and compared with the collator's.
+# token. The labels are the input ids themselves, not the ids shifted by one: the model's loss shifts them, so that
+# the logits at position *t* are scored against the token at *t + 1*. Below, one training example token by token,
+# then the same mask built by hand from the rendered prompt's length and compared with the collator's.
 
 # %%
 example = trainer.train_dataset[0]
@@ -355,18 +384,25 @@ prompt_length = len(tokenizer(render_prompt(tokenizer, text), add_special_tokens
 by_hand = torch.cat([torch.full((prompt_length,), -100), input_ids[prompt_length:]])
 assert torch.equal(by_hand, labels), "the collator's labels are not 'prompt masked, answer kept'"
 print(f"{prompt_length} prompt tokens masked with -100, {len(input_ids) - prompt_length} answer tokens learned: "
-      f"{tokenizer.decode(input_ids[prompt_length:])!r}")
+      f"{tokenizer.decode(input_ids[prompt_length:])!r}; the last one learned is "
+      f"{tokenizer.convert_ids_to_tokens(int(input_ids[-1]))!r}")
 
 # %% [markdown]
-# The loss is computed on a dozen or so tokens per example, the answer sentence and the end-of-turn token. Most of
-# them are the same in every example ("Classifying the sentiment of the message as"); only the label token carries
+# The loss is computed on a dozen or so tokens per example: the answer sentence, the end-of-turn token and whatever
+# the template writes after it (the line above names the last learned token; ChatML's template ends each turn with
+# a newline, and that newline is learned too). Most of them are the same in every example ("Classifying the sentiment of the message as"); only the label token carries
 # the decision. That explains the loss curve below.
 #
 # ## One prompt, computed once per batch
 #
-# Every example starts with the same tokens: the system prompt and the chat markup before the tweet. In a causal
-# model the keys and values at those positions depend only on the tokens before them, so they are identical in every
-# row of a batch, and a plain training step computes them twelve times. hwlib's trainer (`make_shared_prefix_trainer`:
+# *An optional box: this course's own speed-up, not part of the card's recipe or of TRL. Skip it on a first reading.*
+#
+# Every example starts with the same tokens: the system prompt and the chat markup before the tweet. In attention,
+# each position's *query* is compared with the *keys* of the positions before it, and their *values* are mixed into
+# its output; a **key/value cache** stores those keys and values so that later positions can use them without
+# recomputing the earlier ones (generation uses it token by token). In a causal model the keys and values at the
+# shared positions depend only on the tokens before them, so they are identical in every row of a batch, and a plain
+# training step computes them twelve times. hwlib's trainer (`make_shared_prefix_trainer`:
 # TRL's `SFTTrainer` with only `compute_loss` changed) runs the shared prefix once, as a batch of one and with
 # gradients, hands its keys and values to every row as a cache, and runs only each row's own tokens. It cannot keep
 # that cache from one step to the next: the LoRA weights on `k_proj` and `v_proj` change the prefix's keys and
@@ -393,7 +429,9 @@ assert torch.allclose(loss_whole_rows, loss_shared_prefix, rtol=1e-4)
 print(f"loss over whole rows {loss_whole_rows.item():.6f}, with the prefix shared {loss_shared_prefix.item():.6f}")
 
 # %% [markdown]
-# The two losses agree to float rounding, and `tests/test_train.py` checks the same for the LoRA gradients (relative
+# The two losses agree to float rounding. The check runs in eval mode, without dropout; in training, LoRA's dropout
+# draws one mask for the shared prefix, which then serves every row of the batch, where the plain path draws one per
+# row: the only difference between the two paths. `tests/test_train.py` checks the same equality for the LoRA gradients (relative
 # difference below 1e-5, on the tiny test model and on a real SmolLM2 batch). The saving grows with the batch: with
 # twelve rows, eleven copies of the prefix are skipped. The README's Speed section measures what that does to a
 # whole training step (`python -m bench training`).
@@ -422,7 +460,8 @@ from hwlib.runs import LOSS_HISTORY
 
 history = pd.DataFrame(json.loads((run_dir / LOSS_HISTORY).read_text()))
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
-sns.lineplot(data=history, x="step", y="loss", marker="o", ax=axes[0]).set_title("training loss (answer tokens)")
+sns.lineplot(data=history, x="step", y="loss", marker="o", ax=axes[0]).set(
+    title="training loss (answer tokens), log scale", yscale="log")
 sns.lineplot(data=history, x="step", y="learning_rate", ax=axes[1]).set_title("learning rate")
 fig.tight_layout()
 

@@ -377,6 +377,33 @@ display(Markdown(
 # why the test gain is smaller than the validation gain, and on a sample it can even be a loss. The honest reading:
 # calibration on validation is legitimate (test was never used), but its gain is mostly bound to validation's prior.
 #
+# Do the probabilities mean what they say? A **reliability diagram** bins the test tweets by the probability the
+# model gave its answer and plots how often that answer was right: a calibrated model lies on the diagonal.
+
+# %%
+from hwlib.calibration import log_probs
+
+scores = log_probs(predictions)
+gold = np.array([LABELS.index(label) for label in predictions["gold"]])
+offsets = np.array([calibration["offsets"][label] for label in LABELS])
+fig, ax = plt.subplots(figsize=(4.6, 4))
+for name, shifted in (("raw", scores), ("with the offsets", scores + offsets)):
+    probabilities = np.exp(shifted - shifted.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    confidence, right = probabilities.max(axis=1), probabilities.argmax(axis=1) == gold
+    bins = np.minimum((confidence * 10).astype(int), 9)  # ten bins of width 0.1
+    kept = [b for b in range(10) if (bins == b).sum() >= 5]  # bins with at least 5 tweets
+    ax.plot([confidence[bins == b].mean() for b in kept], [right[bins == b].mean() for b in kept], marker="o",
+            label=f"{name}: accuracy {right.mean():.3f}")
+ax.plot([1 / 3, 1], [1 / 3, 1], color="0.6", linestyle="--", label="calibrated")
+ax.set(xlabel="probability of the answer", ylabel="share of answers right", title="reliability on the test tweets")
+ax.legend(fontsize=8);
+
+# %% [markdown]
+# Points below the diagonal are overconfident answers, points above underconfident ones. The offsets were chosen to
+# maximise validation macro-F1, not to calibrate probabilities, so they need not bring the curve closer to the
+# diagonal: read the two curves against each other and against the printed accuracies.
+#
 # ## `generate` against `score`, tweet by tweet
 
 # %%
