@@ -60,6 +60,17 @@ def _overrides(args: argparse.Namespace, cls, skip: set[str] = frozenset()) -> d
             if f.name not in skip and getattr(args, f.name, None) is not None}
 
 
+PREDICT_OUTPUT = """output: one row per message, in input order, with the columns
+  row         the message's number: its position among the arguments (from 0), its row index in a .csv,
+              .jsonl or .parquet file (from 0, as pandas numbers it), or its line number in a text file or on
+              stdin (from 1); errors about a message name it by the same number
+  text        the message
+  predicted   negative, neutral or positive (empty with --allow-empty for an empty message)
+  p_negative, p_neutral, p_positive   the three labels' probabilities (they sum to 1)
+--json prints these as one JSON object per line; the plain output prints predicted, the probabilities and the
+text on one line, with newlines in the text escaped as \\n."""
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m hwlib", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -106,9 +117,12 @@ def parser() -> argparse.ArgumentParser:
     curve.add_argument("--wide", action="store_true", help="LoRA on every attention and MLP projection")
     curve.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
 
-    predict = commands.add_parser("predict", help="classify messages given as arguments, in a file, or on stdin")
+    predict = commands.add_parser(
+        "predict", help="classify messages given as arguments, in a file, or on stdin",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PREDICT_OUTPUT)
     predict.add_argument("texts", nargs="*", help="messages (none: read --file, else lines from stdin)")
-    predict.add_argument("--adapter", required=True, help="a trained run folder")
+    predict.add_argument("--adapter", required=True,
+                         help="a trained run folder, or a shipped adapter by name (smollm2-135m-cpu), from any folder")
     predict.add_argument("--base", help=f"the base model, for an adapter folder without {RUN_CONFIG}")
     predict.add_argument("--file", help="messages in a .csv, .jsonl or .parquet file (column --text-column), or a "
                                         "text file with one message per line")
@@ -123,7 +137,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    root = parser()
+    args, extra = root.parse_known_args(argv)
+    if extra:  # a misspelled option: the subcommand's own usage, not the top-level one
+        root._subparsers._group_actions[0].choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     _stop_cleanly_on_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "datasets", "filelock"):
@@ -192,9 +209,15 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     import pandas as pd
 
-    from .evaluate import EvalError, check_texts, predict, read_messages, write_predictions
+    from .evaluate import EvalError, check_output_path, check_texts, predict, read_messages, write_predictions
     from .models import load_adapter
+    from .runs import resolve_adapter
 
+    if args.file and args.texts:
+        raise EvalError(f"messages given both as arguments ({len(args.texts)}) and with --file: use one of the two")
+    if args.output:
+        check_output_path(args.output)
+    adapter = resolve_adapter(args.adapter)
     if args.file:
         rows = read_messages(args.file, args.text_column)
     elif args.texts:
@@ -209,8 +232,8 @@ def _predict(args) -> int:
     if rows.empty:
         raise EvalError("no messages: the input is empty")
     empty = "report" if args.allow_empty else "refuse"
-    check_texts(rows["text"].tolist(), empty)  # refuse bad input before the model is loaded
-    model, tokenizer = load_adapter(args.adapter, merged=True, base=args.base)
+    check_texts(rows["text"].tolist(), empty, rows["row"].tolist())  # refuse bad input before the model loads
+    model, tokenizer = load_adapter(adapter, merged=True, base=args.base)
     table = predict(model, tokenizer, rows["text"].tolist(), "score", progress=False, empty=empty,
                     max_length=args.max_length)
     table.insert(0, "row", rows["row"].to_numpy())
@@ -223,7 +246,8 @@ def _predict(args) -> int:
                              ensure_ascii=False))
         else:
             probs = "  ".join(f"{k[2:]} {v:.3f}" for k, v in record.items() if k.startswith("p_") and v == v)
-            print(f"{record['predicted']:<8}  {probs}  {record['text']}")
+            text = record["text"].replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+            print(f"{record['predicted']:<8}  {probs}  {text}")  # one line per message: newlines escaped
     return 0
 
 

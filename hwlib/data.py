@@ -276,11 +276,10 @@ def plot_class_balance(splits: DatasetDict, ax=None):
     """Seaborn bar plot of each class's share per split: shares, not counts, so splits of any size compare."""
     import seaborn as sns
 
-    frame = pd.DataFrame([{"split": name, "label": ID2LABEL[y]} for name, split in splits.items()
-                          for y in split["label"]])
-    ax = sns.histplot(data=frame, x="split", hue="label", hue_order=LABELS, multiple="dodge", stat="percent",
-                      common_norm=False, shrink=0.8, ax=ax)
-    ax.set(title="class shares per split (each split sums to 100%)", ylabel="share of the split (%)")
+    shares = split_summary(splits)[list(LABELS)] * 100
+    frame = shares.reset_index().melt(id_vars="split", var_name="label", value_name="share")
+    ax = sns.barplot(data=frame, x="split", y="share", hue="label", hue_order=LABELS, ax=ax)
+    ax.set(title="class shares per split (each split's bars sum to 100%)", ylabel="share of the split (%)")
     return ax
 
 

@@ -47,16 +47,19 @@ def _rows(indices: list[int]) -> str:
     return shown + (f" and {len(indices) - 10} more" if len(indices) > 10 else "")
 
 
-def check_texts(texts, empty: str = "refuse") -> list[str]:
-    """The messages as a list of strings; empty or whitespace-only ones are refused (or allowed, `empty="report"`)."""
+def check_texts(texts, empty: str = "refuse", rows: list | None = None) -> list[str]:
+    """The messages as a list of strings; empty or whitespace-only ones are refused (or allowed, `empty="report"`).
+    `rows`: the numbers errors name the messages by (the CLI's `row` column); default their positions from 0."""
     texts = list(texts)
     if not texts:
         raise EvalError("no texts to classify: pass at least one message")
-    not_text = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    rows = list(range(len(texts))) if rows is None else list(rows)
+    not_text = [rows[i] for i, t in enumerate(texts) if not isinstance(t, str)]
     if not_text:
-        raise EvalError(f"message(s) at row {_rows(not_text)} are not text ({type(texts[not_text[0]]).__name__}): "
+        first = texts[rows.index(not_text[0])]
+        raise EvalError(f"message(s) at row {_rows(not_text)} are not text ({type(first).__name__}): "
                         "pass strings (decode bytes first)")
-    blank = [i for i, t in enumerate(texts) if not t.strip()]
+    blank = [rows[i] for i, t in enumerate(texts) if not t.strip()]
     if blank and empty != "report":
         raise EvalError(f"{len(blank)} empty or whitespace-only message(s) at row {_rows(blank)}: remove them, or "
                         f"report them as {EMPTY!r} (--allow-empty; empty=\"report\" in Python)")
@@ -271,6 +274,31 @@ def predict(model, tokenizer, texts, method: str = "score", batch_size: int = 32
     return table
 
 
+TABLE_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")  # read with the column --text-column
+TEXT_SUFFIXES = ("", ".txt", ".text")  # one message per line
+OUTPUT_SUFFIXES = (".csv", ".jsonl")
+
+
+def check_input_path(path: str | Path) -> Path:
+    """A readable file of messages with a suffix hwlib knows, or a one-line error naming what is wrong."""
+    path = Path(path)
+    if path.is_dir():
+        raise EvalError(f"{path} is a directory: give a file of messages (--file)")
+    if not path.is_file():
+        raise EvalError(f"{path} not found: give an existing file of messages (--file)")
+    if path.suffix.lower() not in TABLE_SUFFIXES + TEXT_SUFFIXES:
+        raise EvalError(f"{path}: unknown kind of file {path.suffix!r}; use one of "
+                        f"{', '.join(s for s in TABLE_SUFFIXES + TEXT_SUFFIXES if s)} or a file without a suffix")
+    return path
+
+
+def check_output_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise EvalError(f"--output {path}: use a {' or '.join(OUTPUT_SUFFIXES)} file name")
+    return path
+
+
 def read_messages(path: str | Path, text_column: str = "text") -> pd.DataFrame:
     """Messages from a file, as a table of `row` (the input's row index; line number for text files) and `text`.
 
@@ -278,9 +306,7 @@ def read_messages(path: str | Path, text_column: str = "text") -> pd.DataFrame:
     with one message per line. UTF-8 with or without a byte-order mark; Windows line ends are handled; only "\\n"
     ends a line (a Unicode line separator inside a tweet stays in it).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise EvalError(f"{path} not found: give an existing file of messages (--file)")
+    path = check_input_path(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
@@ -303,15 +329,14 @@ def read_messages(path: str | Path, text_column: str = "text") -> pd.DataFrame:
     texts = frame[text_column]
     if texts.map(lambda v: isinstance(v, bytes)).any():
         texts = texts.map(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v)
-    return pd.DataFrame({"row": frame.index, "text": texts.map(lambda v: "" if v is None else v).tolist()})
+    missing = texts.map(lambda v: v is None or (isinstance(v, float) and v != v))  # a JSON null, an empty cell
+    return pd.DataFrame({"row": frame.index, "text": texts.mask(missing, "").tolist()})
 
 
 def write_predictions(table: pd.DataFrame, path: str | Path) -> Path:
     """Predictions as .csv or .jsonl (by the file's suffix), written atomically."""
-    path = Path(path)
+    path = check_output_path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl"):
-        raise EvalError(f"--output {path}: use a .csv or .jsonl file name")
     with atomic_path(path) as tmp:
         if suffix == ".csv":
             table.to_csv(tmp, index=False)

@@ -68,6 +68,21 @@ def shipped_adapter(profile: str) -> Path | None:
 
 
 
+def resolve_adapter(name_or_path: str | Path) -> Path:
+    """An adapter folder given by path, or a shipped adapter by its name (`smollm2-135m-cpu`) or its profile (`cpu`),
+    found from any working folder; a name that is neither says so, with the shipped names."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    by_name = {name: profile for profile, name in SHIPPED_ADAPTERS.items()}
+    profile = by_name.get(str(name_or_path), str(name_or_path))
+    shipped = shipped_adapter(profile) if profile in SHIPPED_ADAPTERS else None
+    if shipped is not None:
+        return shipped
+    raise ConfigError(f"{name_or_path} does not exist: give a trained run's folder, or a shipped adapter by name "
+                      f"({', '.join(SHIPPED_ADAPTERS.values())})")
+
+
 def read_run(output_dir: str | Path) -> dict:
     """A finished run's record (run_config.json)."""
     path = Path(output_dir) / RUN_CONFIG

@@ -208,16 +208,18 @@ display(Markdown(
     f"**{lengths['tokens'].median():.0f}**, against a training `max_length` of **{config.max_length}**: "
     f"{(lengths['tokens'] > config.max_length).mean():.0%} of them would be cut. The spread is "
     f"{lengths['characters'].std():.1f} characters (standard deviation) against {lengths['tokens'].std():.1f} tokens: "
-    f"{lengths['characters'].std() / lengths['tokens'].std():.1f} characters per token of variation."
+    f"the tweets vary {lengths['characters'].std() / lengths['tokens'].std():.1f}× less in tokens than in characters."
 ))
 
 # %% [markdown]
-# Tweets are short (Twitter's limit was 140 characters when most of these were written), so no example comes near
-# the limit and no answer is ever truncated. The token histogram is the character histogram shifted right and
-# squeezed: shifted, because the fixed prompt adds the same number of tokens to every example; squeezed, because a
-# token covers several characters, so the tweets' own variation shrinks (the two spreads above). About half of each
-# example is that fixed prompt, which is why lesson 04's scoring computes it once and reuses it. The classes have
-# similar lengths, so length alone tells the model little about sentiment.
+# Tweets are short (Twitter's limit was 140 characters when most of these were written; a few stored texts are
+# longer because of escaped quotes and entities such as `&amp;`), so none of these 500 conversations comes near the
+# limit (exercise 4 checks the whole split). The two histograms are in different units and read differently: the
+# token counts start high and are narrow, because every conversation carries the same fixed prompt (even a very
+# short tweet gives a long conversation), and because a token covers several characters, so a tweet's own variation
+# shrinks (the two spreads above). More than half of each example is that fixed prompt (lesson 02 counts it), which
+# is why lesson 04's scoring computes it once and reuses it. The classes have similar lengths, so length alone tells
+# the model little about sentiment.
 #
 # ## What the tweets look like
 #
@@ -257,8 +259,9 @@ display(Markdown(
 ))
 
 # %% [markdown]
-# A handful of repeats within train is normal for tweets (retweets, bots, news headlines); they give a few patterns
-# extra weight. The rows that would matter most are tweets shared between splits, because a model could answer them
+# The table counts surplus copies (a text that appears three times counts two) and texts shared between splits.
+# Repeats within train, a few dozen among 45,615 tweets, are normal for tweets (retweets, bots, news headlines); they
+# give a few patterns extra weight. The rows that would matter most are tweets shared between splits, because a model could answer them
 # from memory; the sentence above says whether this copy has any. Only *exact* repeats were counted: a retweet with
 # another link or a headline reworded would pass this check, so near-duplicates are not ruled out (exercise 5).
 #
@@ -269,7 +272,7 @@ display(Markdown(
 #   that prior; macro-recall does not, which is why TweetEval reports it. We report macro-F1 (the model card's
 #   metric) and macro-recall side by side.
 # - The trivial "always neutral" baseline sets the floor: macro-recall one third.
-# - A training conversation is short, well under `max_length`, and about half of it is the fixed prompt.
+# - A training conversation is short, well under `max_length`, and more than half of it is the fixed prompt.
 # - Labels are noisy, a few training tweets are repeated, and no test tweet repeats a training tweet exactly (near
 #   duplicates were not checked): no model will be perfect.
 #
@@ -286,8 +289,8 @@ display(Markdown(
 #    is good at negatives). *Expect:* now its accuracy *rises* on test relative to train, because test has more
 #    negatives, while macro-recall stays at 0.7 in both rows.
 # 3. **Mislabelled tweets.** (★★) Print 20 random test tweets with their labels (`splits["test"].shuffle(seed=1)`) and
-#    mark the ones where you disagree with the label. *Expect:* you will disagree with a few, mostly on
-#    neutral versus positive; that is the noise ceiling discussed above.
+#    mark the ones where you disagree with the label. *Expect:* you will disagree with a few, mostly between
+#    neutral and one of the other two; that is the noise ceiling discussed above.
 # 4. **Longest tweets.** (★) Find the five longest training tweets in tokens. *Expect:* they are still far below
 #    `max_length`; many are long because of URLs, emoji or non-English text.
 # 5. **Near-duplicates.** (★★) Lower-case the tweets, drop URLs and @-mentions (`re.sub(r"https?://\S+|@\w+", "", t)`)

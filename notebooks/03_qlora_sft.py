@@ -66,7 +66,7 @@ print(f"profile {PROFILE!r}, model {config.model!r}: {profile_note(PROFILE)}")
 # ## Train now, or use the shipped adapter?
 #
 # Training is the slow part. The course ships the adapter that `python -m hwlib run --profile cpu` trained, with its
-# training record and its evaluations, in `data/adapters/`. Leave `TRAIN = False` to study that run (a minute or two);
+# training record and its evaluations, in `data/adapters/`. Leave `TRAIN = False` to study that run (about a minute);
 # set `TRAIN = True` to train with `config` yourself (the Trainer's progress bar shows a live time estimate after the
 # first steps). If the run folder already holds a finished run, it is reused, but only if it was trained with exactly
 # the settings in `config`; otherwise you get an error that lists the differences. Profiles that ship no adapter
@@ -104,7 +104,7 @@ pd.DataFrame([{"setting": name, "card default": getattr(defaults, name), "this r
 # The 4-bit format is *NormalFloat* (NF4). Weights are cut into blocks of 64. Each block is divided by its largest
 # absolute value (its *absmax*), which maps it into [-1, 1], and each value is then replaced by the nearest of 16 fixed
 # levels. The 16 levels are not evenly spaced: they are quantiles of a normal distribution, because trained weights
-# are roughly normally distributed, so each level is used about equally often. To compute, a layer multiplies each
+# are roughly normally distributed, so the levels share the weights more evenly than evenly spaced levels would. To compute, a layer multiplies each
 # stored level by its block's absmax again (*dequantizes*) on the fly.
 #
 # Let us do it by hand on the first block of the first layer's `k_proj`, then check against bitsandbytes. (The
@@ -158,9 +158,9 @@ display(Markdown(f"{int((used > 0).sum())} of the 16 codes are used on this matr
 # %% [markdown]
 # The levels are dense near 0, where most weights are, and sparse in the tails, so the codes share the weights far
 # more evenly than 16 evenly spaced levels would (exercise 5 measures what that buys). Each block's largest weight
-# lands exactly on -1 or +1, so the two end codes get at least one weight in every block.
+# lands exactly on -1 or +1, so one of the two end codes gets a weight in every block.
 #
-# The assertion above passed: our few lines reproduce bitsandbytes' NF4 exactly on this block. Each weight became a 4-bit
+# The assertion above passed: our few lines reproduce bitsandbytes' NF4 on this block, to float rounding. Each weight became a 4-bit
 # code (0 to 15) plus its share of the block's absmax.
 #
 # **Double quantization.** The absmax of each block is itself a 32-bit float: 32 bits per 64 weights, another half
@@ -263,7 +263,7 @@ print(f"{counted['trainable']:,} trainable parameters = r * (in + out) over {2 *
       f"held in {counted['trainable_dtype']}")
 
 # %% [markdown]
-# Well under one percent of the model is trained. (4-bit weights are counted as stored, two per byte, so the total
+# Less than one percent of the stored parameters is trained (the share printed above). (4-bit weights are counted as stored, two per byte, so the total
 # is smaller than the model's nominal size.) The adapter weights are kept in fp32 even when the model computes in
 # bf16: TRL would store them in bf16, but a resumed run reloads them in fp32, and keeping fp32 from the start makes a
 # resumed run identical to an uninterrupted one.
@@ -337,8 +337,9 @@ del student_trainer, student_model
 
 # %% [markdown]
 # Both trainers hold the same adapter on the same base and read the same tokenized rows. hwlib's differs in two
-# ways, both visible: its class replaces `compute_loss` with the shared-prefix version (the optional box below), and
-# it keeps the adapter's weights in fp32 (`hwlib.train.cast_adapter`; the paragraph above says why). To train with
+# ways: its class replaces `compute_loss` with the shared-prefix version (the optional box below), and it keeps the
+# adapter's weights in fp32 (`hwlib.train.cast_adapter`; the paragraph above says why), which differs from TRL's
+# choice only where the compute dtype is bf16 or fp16 (GPUs; the compute dtype printed above). To train with
 # your own objects, call `student_trainer.train()`: that is all `lesson_run` does with `TRAIN = True`, plus
 # checkpoints, the run record and the resume rules.
 #
@@ -358,15 +359,16 @@ changed_settings(training_args)
 # Two lines deserve a comment. `completion_only_loss=True` is what makes this *supervised fine-tuning on the
 # answer*: TRL's default, `None`, already does the same for prompt/completion rows like ours; hwlib sets it anyway,
 # so that rows in another format are refused instead of silently trained on the prompt. The next section shows it at
-# work. And `activation_checkpointing` is off: TRL turns it on by default to save GPU memory by recomputing
-# activations in the backward pass, which costs time and buys nothing for a model this small.
+# work. And activation checkpointing is off: TRL turns it on by default to save GPU memory by recomputing
+# activations in the backward pass, which costs time and buys nothing for a model this small. The table lists it
+# twice, as `activation_checkpointing` and as `gradient_checkpointing`: two names TRL accepts for the one switch.
 #
 # ## What the loss sees: the `-100` mask
 #
 # A causal language model is trained to predict each next token. Cross-entropy in PyTorch ignores every position
 # whose label is `-100`. TRL sets the labels of all prompt tokens (system prompt, tweet, the opening of the
-# assistant's turn) to `-100`, so the model is trained only to produce the answer sentence and its end-of-turn
-# token. The labels are the input ids themselves, not the ids shifted by one: the model's loss shifts them, so that
+# assistant's turn) to `-100`, so the model is trained only to produce the answer sentence, its end-of-turn
+# token and what the template writes after it. The labels are the input ids themselves, not the ids shifted by one: the model's loss shifts them, so that
 # the logits at position *t* are scored against the token at *t + 1*. Below, one training example token by token,
 # then the same mask built by hand from the rendered prompt's length and compared with the collator's.
 
@@ -419,17 +421,18 @@ shared_tokens = shared_prefix_length(rows["input_ids"], rows["attention_mask"], 
 real_tokens = int(rows["attention_mask"].sum())
 print(f"{shared_tokens} leading tokens are the same in all 4 rows; computing them once skips "
       f"{3 * shared_tokens} of {real_tokens} token positions ({3 * shared_tokens / real_tokens:.0%})")
-trainer.model.eval()  # no dropout, so both ways see the same network
-with torch.no_grad():
-    assert shared_prefix_inputs(trainer.model, dict(rows)) is not None  # the shared path is taken, no fallback
-    loss_whole_rows = SFTTrainer.compute_loss(trainer, trainer.model, dict(rows))
-    loss_shared_prefix = trainer.compute_loss(trainer.model, dict(rows))
+trainer.model.eval()  # no dropout, so both ways see the same network; gradients on, as in training
+assert shared_prefix_inputs(trainer.model, dict(rows)) is not None  # the shared path is taken, no fallback
+loss_whole_rows = SFTTrainer.compute_loss(trainer, trainer.model, dict(rows))
+loss_shared_prefix = trainer.compute_loss(trainer.model, dict(rows))
 trainer.model.train()
 assert torch.allclose(loss_whole_rows, loss_shared_prefix, rtol=1e-4)
 print(f"loss over whole rows {loss_whole_rows.item():.6f}, with the prefix shared {loss_shared_prefix.item():.6f}")
 
 # %% [markdown]
-# The two losses agree to float rounding. The check runs in eval mode, without dropout; in training, LoRA's dropout
+# The two losses agree to float rounding. The check runs with gradients on, as training does: under
+# `torch.no_grad()` bitsandbytes' 4-bit layers can take an inference kernel on a CPU, whose rounding depends on the
+# batch's shape, and the two ways then differ by more than rounding. It runs in eval mode, without dropout; in training, LoRA's dropout
 # draws one mask for the shared prefix, which then serves every row of the batch, where the plain path draws one per
 # row: the only difference between the two paths. `tests/test_train.py` checks the same equality for the LoRA gradients (relative
 # difference below 1e-5, on the tiny test model and on a real SmolLM2 batch). The saving grows with the batch: with
@@ -496,7 +499,7 @@ label_loss, rest_loss = token_loss[answer & is_label].mean().item(), token_loss[
 display(Markdown(
     f"Per answer token, on these 12 rows: the label word **{label_loss:.3f}**, the other "
     f"{int((answer & ~is_label).sum() / 12)} answer tokens of a row **{rest_loss:.4f}** on average; the label "
-    f"carries {label_loss / (label_loss + rest_loss * (answer & ~is_label).sum().item() / 12):.0%} of a row's loss."))
+    f"carries {label_loss / (label_loss + rest_loss * (answer & ~is_label).sum().item() / 12):.1%} of a row's loss."))
 del trainer, logits  # free the trainer built for inspection
 
 # %% [markdown]
@@ -524,8 +527,9 @@ pd.DataFrame({"message": tweets["text"], "correct": [ID2LABEL[y] for y in tweets
               "model output": raw_after, "extracted": labels_after})
 
 # %% [markdown]
-# The replies now follow the answer format, so the label can always be extracted; whether it is the *right* label is
-# lesson 04's question, on thousands of tweets rather than eight.
+# Compare the replies with lesson 02's: the `extracted` column shows how many now follow the answer format closely
+# enough for the label to be read back. Whether it is the *right* label is lesson 04's question, on thousands of
+# tweets rather than eight.
 #
 # ## How much data is worth the time? The learning curve
 #
@@ -548,14 +552,14 @@ curve_summary(curve["rows"])
 display(Markdown("\n".join(f"- {finding}" for finding in curve_findings(curve["rows"]))))
 
 # %% [markdown]
-# How to read it. Each point is one training run scored once on validation, so the first number to find is the
-# spread between seeds (the standard deviation printed for the points trained with several seeds): a difference
+# How to read it. Each point is one training run scored once on validation, or the mean of several seeds (the
+# `seeds` column), so the first number to find is the spread between seeds (the standard deviation printed for the points trained with several seeds): a difference
 # smaller than that is not evidence of anything. Then three questions. Is the line still rising at its right end?
 # If so, more tweets would still pay, and the time budget, not the data, is the limit. Which sampling sits higher?
 # Macro-F1 and macro-recall weight the three classes equally, so a sample with as many negative tweets as neutral
 # ones helps the rarest class most; a stratified sample mirrors train and leans towards neutral. And where does the
-# wider adapter sit against `k_proj`/`v_proj` at the same number of tweets? Its extra cost per step is printed in
-# minutes beside it. The README's "Learning curve" section lists every point and says which profile these results
+# wider adapter sit against `k_proj`/`v_proj` at the same number of tweets? Its training time is printed beside it
+# (minutes on the machine each point was trained on, which differs between points: docs/results.md names them). The README's "Learning curve" section lists every point and says which profile these results
 # point to.
 #
 # ## The saved adapter
@@ -575,7 +579,7 @@ sorted(p.name for p in run_dir.iterdir() if p.is_file())
 #   rounded to 16 normal-quantile levels; double quantization stores the absmax values in 8 bits. We reproduced NF4
 #   by hand and checked it against bitsandbytes and against the 4-bit model itself.
 # - LoRA adds `(alpha/r) · B A x` to chosen layers; we checked the formula against peft's layer. The card adapts
-#   `k_proj` and `v_proj` only, well under 1% of the parameters, counted as `r · (in + out)` per module.
+#   `k_proj` and `v_proj` only, under 1% of the parameters, counted as `r · (in + out)` per module.
 # - `SFTConfig` with `completion_only_loss=True` masks the prompt with `-100`: the model learns the answer only.
 # - The loss falls fast while the model learns the format, then slowly while it learns sentiment.
 # - Every example shares its first tokens, the system prompt; hwlib's trainer computes them once per batch, with
@@ -591,7 +595,7 @@ sorted(p.name for p in run_dir.iterdir() if p.is_file())
 # 1. **Rank.** (★★) Set `config = train_config(PROFILE, output_dir="../runs/r4", lora_r=4, lora_alpha=8)`, then
 #    `TRAIN = True`, and re-run. *Expect:* a quarter of the trainable parameters of the `cpu` profile's r=16; training time hardly changes (the
 #    frozen base dominates). Compare the validation score in lesson 04. (To save time on a CPU, add
-#    `train_size=600`; the validation search found 600 tweets enough to see differences of a few points.)
+#    `train_size=600`; at 600 tweets the seed spread is about 2 points of macro-F1, so only larger differences count.)
 # 2. **Target modules.** (★) Train with `target_modules=("q_proj", "k_proj", "v_proj", "o_proj")` into a new folder.
 #    *Expect:* 2.5 times the parameters of the card's choice on SmolLM2 (`r · (in + out)`: `q_proj` and `o_proj` are
 #    576 × 576, `k_proj` and `v_proj` 576 → 192). Check in lesson 04 whether validation
@@ -600,7 +604,7 @@ sorted(p.name for p in run_dir.iterdir() if p.is_file())
 # 3. **Learning rate.** (★★) Train this profile's recipe on 600 tweets twice: with the card's learning rate and
 #    schedule (`learning_rate=5e-4, lr_scheduler="linear", warmup_ratio=0.0`) and with its own. *Expect:* with 5e-4,
 #    50 steps are not enough: the loss is still higher at the end and validation macro-F1 is far lower (the
-#    repository's search measured about 0.38 against 0.55 for the card's and the improved recipe at 600 tweets,
+#    repository's search measured about 0.38 against 0.54–0.57 for the card's and the improved recipes at 600 tweets,
 #    README, "How the improved settings were chosen").
 # 4. **Change a setting without a new folder.** (★) Change `lora_dropout` in `config` and re-run the `lesson_run` cell
 #    with `TRAIN = False`. *Expect:* an error naming `lora_dropout` and both values, not a silently reused run.

@@ -19,9 +19,10 @@
 # - find the model's most confident mistakes and say what they have in common;
 # - explain what calibration on the validation split does, using the offsets it fitted.
 #
-# **What you need.** Lessons 01 to 03. Time: about 4 minutes on a 2-core CPU with the defaults below (a seeded
-# sample of the test split; the whole split's results come from the shipped run). Scoring all 12,284 test tweets
-# takes about 10 minutes per model on such a CPU; on a GPU, about a minute (an estimate).
+# **What you need.** Lessons 01 to 03. Time: about 3 minutes on a 2-core CPU with the defaults below (a seeded
+# sample of the test split; the whole split's results come from the shipped run; the README's lessons table has the
+# measured time). Scoring all 12,284 test tweets yourself takes 12,284 ÷ the `tweets/s` column per model: the shipped
+# run recorded 24.7 tweets/s (8 minutes) on a 2-core AVX-512 CPU; on a GPU, about a minute (an estimate).
 # %%
 # NBVAL_SKIP
 # Colab only: clone the course and install what Colab lacks; Colab's own torch and numpy stay. Elsewhere: nothing.
@@ -93,8 +94,8 @@ print(f"run: {run_dir}\nobtained: {run.how}\nevaluating {'all' if evaluation.lim
 #
 # We load the fine-tuned model as `hwlib` predicts with it: the NF4 weights dequantized once (exactly the values the
 # 4-bit layers compute with) and the adapter merged in, so no 4-bit kernel runs at every step; fast on a CPU. It is
-# not bit-identical in use: sums are rounded in another order, and on a few tweets in a hundred that flips a close call
-# (the README's Speed section measures the agreement with the 4-bit model).
+# not bit-identical in use: sums are rounded in another order, which can flip a close call (docs/speed.md measures
+# the agreement with the 4-bit model).
 
 # %%
 import torch
@@ -162,13 +163,13 @@ print(f"generated: {raw[0]!r}\nextracted: {labels_generated[0]!r}   (score said 
 # %% [markdown]
 # Generating shows what the model *writes*, including answers outside the three labels (counted as *invalid*); it
 # costs a forward pass per generated token. Scoring shows what the model *prefers* among the three and never returns
-# an invalid answer. After fine-tuning the two agree on almost every tweet (the table below measures it); before
+# an invalid answer. How often the two agree after fine-tuning is measured tweet by tweet further below; before
 # fine-tuning they differ a lot, because the base model rarely writes a label at all.
 #
 # ## The evaluation, step by step
 #
-# `hwlib.pipeline.evaluate_run` (what `python -m hwlib run` calls) makes six evaluations. Here they are one call
-# each, in the order that loads each model once. Every call saves its metrics and predictions in its own folder
+# `hwlib.pipeline.evaluate_run` (what `python -m hwlib run` calls) makes seven evaluations in six steps. Here they are
+# one call each, in the order that loads each model once. Every call saves its metrics and predictions in its own folder
 # under the run's `eval/` and returns that folder; an evaluation already there with the same settings (the shipped
 # run's, or yours from an earlier run of this lesson) is read back instead of recomputed.
 #
@@ -245,10 +246,11 @@ display(Markdown(metrics_table(folders)))
 # %% [markdown]
 # Read the rows in pairs. *Base* against *fine-tuned* is the effect of training. `score` against `generate` on the
 # same model is the effect of the prediction method: scoring rescues the base model from its invalid answers, which
-# is why the zero-shot `score` row is far better than the zero-shot `generate` row, yet still poor. The TF-IDF row is
-# the bar any LLM has to clear. A sample of a few hundred tweets moves these figures by several points from sample to
-# sample (the bootstrap interval of a 200-tweet sample is about ±6 points of macro-F1); the whole-split figures, with
-# their intervals, are in the section "The whole test split" below.
+# is why the zero-shot `score` row is far better than the zero-shot `generate` row, yet still poor. The TF-IDF row,
+# always on the whole split (it costs seconds), is the bar any LLM has to clear. A sample of a few hundred tweets
+# moves these figures by several points from sample to sample (the last column: the bootstrap interval); the
+# whole-split figures are in the section "The whole test split" below. "Data read from" names where each evaluation
+# read its tweets; "not recorded" is an evaluation that predates that record (the TF-IDF baseline's).
 #
 # ## Per class, before and after
 
@@ -370,11 +372,12 @@ display(Markdown(
 
 # %% [markdown]
 # A positive offset on a label makes the model choose it more often: an offset of +1 multiplies that label's odds
-# against negative by e ≈ 2.7. Offsets of that size are not a small correction. Part of what they encode is the
+# against negative by e ≈ 2.7 (the printed odds say how large this run's offsets are). Part of what they encode is the
 # *prior* of the split they were fitted on: the model was trained on balanced classes, validation has few negatives,
 # so the best offsets on validation push answers away from negative. Applied to test, where negatives are about twice
 # as common (the shares above; lesson 01), they carry validation's prior to a split that does not have it. That is
-# why the test gain is smaller than the validation gain, and on a sample it can even be a loss. The honest reading:
+# one reason why a test gain can be smaller than the validation gain, or a loss (compare the printed figures). The
+# honest reading:
 # calibration on validation is legitimate (test was never used), but its gain is mostly bound to validation's prior.
 #
 # Do the probabilities mean what they say? A **reliability diagram** bins the test tweets by the probability the
@@ -412,14 +415,15 @@ from hwlib.evaluate import method_agreement
 method_agreement(folders["fine-tuned, card's method"], folders["fine-tuned"])
 
 # %% [markdown]
-# After fine-tuning the two methods give the same label on almost every tweet, while `score` is several times
-# faster (the `tweets_per_s` column). That is why `hwlib` reports `score` on the whole split and the card's method on a
-# sample.
+# The agreement column says how often the two methods give the same label after fine-tuning; compare the
+# `tweets_per_s` columns for their cost. Close agreement at a fraction of the cost is why `hwlib` reports `score` on
+# the whole split and the card's method on a sample.
 #
 # ## The whole test split
 #
 # The sample above is for learning. The reported figures are on all 12,284 test tweets; the run that trained the
-# shipped adapter computed them, and they are in its folder. (With `WHOLE_SPLIT = True` the table above is this one.)
+# shipped adapter computed them, and they are in its folder. (With `WHOLE_SPLIT = True` the table above then holds
+# these rows.)
 
 # %%
 from hwlib.pipeline import eval_folder
@@ -469,14 +473,16 @@ display(Markdown(re.sub(r"!\[[^\]]*\]\([^)]*\)\n?", "", card)))
 #
 # - `score` reads the three label log-probabilities after `...the message as`; we computed it by hand and matched
 #   `hwlib`'s fast version. `generate` + regex is the card's method: slower, and it can return no label.
-# - An evaluation is six calls: `score` and `generate` for the fine-tuned and the base model, a TF-IDF baseline,
-#   calibration; each is saved in its own folder and reused, and a sample never overwrites the whole split's card.
-# - Fine-tuning lifts every metric far above the zero-shot base model; the per-class table and the confusion matrix
-#   say which class and which confusion remain hardest for this run (printed, not assumed).
+# - An evaluation is seven evaluations in six steps: `score` and `generate` for the fine-tuned and the base model,
+#   the fine-tuned model on validation, a TF-IDF baseline, calibration; each is saved in its own folder and reused,
+#   and a sample never overwrites the whole split's card.
+# - Fine-tuning lifts macro-F1, macro-recall and accuracy far above the zero-shot base model; the per-class table and
+#   the confusion matrix say which class and which confusion remain hardest for this run (printed, not assumed), and
+#   where the base model's over-used label had a recall the fine-tuned model does not keep.
 # - Read the most confident mistakes: topic words standing in for attitude, and gold labels another annotator would
 #   change.
-# - Calibration adds per-label offsets fitted on validation, never on test; offsets of about one log-odds unit carry
-#   validation's class prior to test, which has another.
+# - Calibration adds per-label offsets fitted on validation, never on test; part of what they encode is validation's
+#   class prior, which test does not share.
 #
 # ## Exercises
 #

@@ -19,6 +19,17 @@ CASES: list[dict[str, str]] = [
          outcome="predictions carry the input's row index; `--output` writes .csv or .jsonl; a missing column is named"),
     dict(id="bytes-column", family="input", case="a parquet text column holding bytes",
          outcome="decoded as UTF-8, never written as `b'...'`"),
+    dict(id="predict-arguments", family="input",
+         case="`predict` with texts and `--file`, a directory or an `.xlsx` as `--file`, `--output x.xlsx`, an adapter "
+              "path that does not exist, `--jsn`",
+         outcome="each refused with one line before the model loads (a typo: `predict`'s own usage)"),
+    dict(id="shipped-by-name", family="input", case="`predict --adapter smollm2-135m-cpu` from a folder outside the "
+                                                       "repository",
+         outcome="the shipped adapter is found by name"),
+    dict(id="numbering-null-newline", family="input",
+         case="an empty line in a text file, a JSONL `null`, a message with a newline in the plain output",
+         outcome="errors name the output's `row` (line numbers from 1); a `null` is an empty message; the newline "
+                 "is printed as `\\n`"),
     dict(id="batch-size", family="settings", case="`evaluate --batch-size -1` (or 0)",
          outcome="one line: `batch_size=-1 cannot work: it must be a positive number of messages`"),
     dict(id="bool-flag", family="settings", case="`train --group-by-length maybe`",

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -95,6 +96,44 @@ def long_message(smoke_run, tmp_path):
 def missing_file(smoke_run, tmp_path):
     assert_one_line_error(cli("predict", "--adapter", str(smoke_run), "--file", str(tmp_path / "missing.txt")),
                           "missing.txt not found")
+
+
+def predict_arguments(smoke_run, tmp_path):
+    adapter = str(smoke_run)
+    messages = tmp_path / "m.txt"
+    messages.write_text("hello\n")
+    (tmp_path / "m.xlsx").write_text("hello\n")
+    # a missing adapter stands in for "the model is never loaded": every check below runs before loading it
+    for args, fragment in (((adapter, "--file", str(messages), "hi"), "both as arguments"),
+                           ((adapter, "--file", str(tmp_path)), "is a directory"),
+                           ((adapter, "--file", str(tmp_path / "m.xlsx")), "unknown kind of file '.xlsx'"),
+                           ((adapter, "--output", str(tmp_path / "x.xlsx"), "hi"), "use a .csv or .jsonl"),
+                           ((str(tmp_path / "no-such-run"), "hi"), "does not exist")):
+        started = time.perf_counter()
+        assert_one_line_error(cli("predict", "--adapter", *args), fragment)
+        assert time.perf_counter() - started < 20  # no model was loaded
+    typo = cli("predict", "--adapter", adapter, "--jsn", "hi")
+    assert typo.returncode == 2 and "usage: python -m hwlib predict" in typo.stderr and "--jsn" in typo.stderr
+
+
+def shipped_by_name(smoke_run, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hwlib", "predict", "--adapter", "smollm2-135m-cpu", "--json",
+                             "great day"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1])["predicted"] in ("negative", "neutral", "positive")
+
+
+def numbering_null_newline(smoke_run, tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("fine\n\nalso fine\n")
+    assert_one_line_error(cli("predict", "--adapter", str(smoke_run), "--file", str(lines)), "at row 2")
+    nulls = tmp_path / "m.jsonl"
+    nulls.write_text('{"text": "fine"}\n{"text": null}\n')
+    result = cli("predict", "--adapter", str(smoke_run), "--file", str(nulls), "--allow-empty", "--json")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 0 and [r["predicted"] for r in rows][1] == "empty"
+    plain = cli("predict", "--adapter", str(smoke_run), "one\ntwo")
+    assert plain.returncode == 0 and plain.stdout.strip().endswith("one\\ntwo") and len(plain.stdout.splitlines()) == 1
 
 
 def not_utf8(smoke_run, tmp_path):

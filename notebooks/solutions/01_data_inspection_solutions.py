@@ -105,7 +105,7 @@ from hwlib.models import load_tokenizer
 from hwlib.prompts import render_transcript
 
 tokenizer = load_tokenizer(config.model)
-tweet_tokens = [len(ids) for ids in tokenizer(train["text"], add_special_tokens=False)["input_ids"]]
+tweet_tokens = [len(ids) for ids in tokenizer(list(train["text"]), add_special_tokens=False)["input_ids"]]
 longest = [int(i) for i in np.argsort(tweet_tokens)[::-1][:5]]
 conversation = [len(tokenizer(render_transcript(tokenizer, train[i]["text"], LABELS[train[i]["label"]]))["input_ids"])
                 for i in longest]

@@ -128,7 +128,7 @@ import numpy as np
 from hwlib.prompts import token_counts
 
 train = load_split("train")
-tweet_tokens = [len(ids) for ids in tokenizer(train["text"], add_special_tokens=False)["input_ids"]]
+tweet_tokens = [len(ids) for ids in tokenizer(list(train["text"]), add_special_tokens=False)["input_ids"]]
 longest = train[int(np.argmax(tweet_tokens))]["text"]  # the prompt is the same for every tweet
 counts = token_counts(tokenizer, longest, "neutral")
 display(Markdown(f"The longest training tweet's conversation: {counts['total']} tokens, of which the system prompt "
