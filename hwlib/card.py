@@ -13,7 +13,7 @@ from .metrics import recorded_interval
 from .models import PRESETS
 from .postprocess import postprocess_sentiment
 from .prompts import ANSWER_TEMPLATE, SYSTEM_PROMPT, USER_TEMPLATE
-from .runs import read_run
+from .runs import METRICS, RUN_CONFIG, read_run
 
 
 def _pct(value: float) -> str:
@@ -95,7 +95,7 @@ datasets: [cardiffnlp/tweet_eval]
 # Tweet sentiment adapter ({config['profile']} profile)
 
 A LoRA adapter that makes a small chat model classify a tweet as {', '.join(LABELS)}.
-Written by `hwlib.card.write_card` from this folder's `run_config.json` and the evaluation `metrics.json` files.
+Written by `hwlib.card.write_card` from this folder's `{RUN_CONFIG}` and the evaluation `{METRICS}` files.
 
 ## Result
 

@@ -330,7 +330,8 @@ display(Markdown(
 #    tokenizer the short system prompt is about a ninth of the card's (5 tokens against 46); think about what the
 #    model loses when the allowed labels are no longer named.
 # 2. **Break the template.** (★★) Render `messages` with `add_generation_prompt=False` and generate from it with
-#    `model.generate`. *Expect:* the output no longer starts as an assistant reply; the extraction rate drops.
+#    `model.generate`. *Expect:* the output no longer starts as an assistant reply, and a label is extracted no more
+#    often than with the opened turn (compare the two counts; a weak base model names few labels either way).
 # 3. **Find the bug yourself.** (★★) Decode a full `model.generate` output *with* its prompt
 #    (`tokenizer.decode(out[0])`) and feed it to `card_postprocess_sentiment` for ten tweets. *Expect:* `""` (no
 #    label) for all ten, whatever the model answered; then remove "helpful assistant" from the system prompt and

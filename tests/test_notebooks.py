@@ -73,3 +73,11 @@ def test_every_exercise_has_a_difficulty_and_a_worked_solution(source):
     assert headings == [(n, title.rstrip("."), stars) for n, title, stars in exercises], \
         f"{source.stem}: the solutions' headings differ from the exercises"
     assert f"solutions/{source.stem}_solutions.ipynb" in text, f"{source.stem} does not link its solutions"
+
+
+def test_setup_cells_are_identical_in_every_solutions_notebook():
+    """Each solutions notebook sets itself up (Colab runs it alone); the copies must not drift apart."""
+    solutions = tool["sources"](tool["SOLUTIONS"])
+    first = cell_blocks(solutions[0])[2:4]
+    for source in solutions[1:]:
+        assert cell_blocks(source)[2:4] == first, source.name

@@ -22,6 +22,7 @@ if "google.colab" in sys.modules:
 import os
 from pathlib import Path
 
+import pandas as pd
 from IPython.display import Markdown, display
 
 from hwlib.config import default_profile, train_config
@@ -71,21 +72,26 @@ import torch
 from hwlib.postprocess import card_postprocess_sentiment, postprocess_sentiment
 
 
-def replies(generation_prompt: bool, system: str = SYSTEM_PROMPT) -> list[str]:
-    out = []
-    for text in tweets["text"]:
-        messages = [{"role": "system", "content": system}, build_messages(text)[-1]]
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, return_tensors="pt",
-                                            return_dict=True)["input_ids"].to(model.device)
-        with torch.no_grad():
-            generated = model.generate(ids, max_new_tokens=16, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        out.append(tokenizer.decode(generated[0, ids.shape[1]:], skip_special_tokens=True))
-    return out
+def generate_greedily(text: str, generation_prompt: bool = True, system: str = SYSTEM_PROMPT) -> tuple[str, str]:
+    """The whole decoded output (prompt included, as `model.generate` returns it) and the reply alone."""
+    messages = [{"role": "system", "content": system}, build_messages(text)[-1]]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, return_tensors="pt",
+                                        return_dict=True)["input_ids"].to(model.device)
+    with torch.no_grad():
+        generated = model.generate(ids, max_new_tokens=16, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    return (tokenizer.decode(generated[0], skip_special_tokens=True),
+            tokenizer.decode(generated[0, ids.shape[1]:], skip_special_tokens=True))
 
 
-rates = {flag: sum(postprocess_sentiment(r) != "" for r in replies(flag)) / len(tweets) for flag in (True, False)}
-display(Markdown(f"A label is extracted from {rates[True]:.0%} of the replies with `add_generation_prompt=True` and "
-                 f"{rates[False]:.0%} without it."))
+def replies(generation_prompt: bool) -> list[str]:
+    return [generate_greedily(text, generation_prompt)[1] for text in tweets["text"]]
+
+
+both = pd.DataFrame({"opened assistant turn": replies(True), "no generation prompt": replies(False)})
+found = {column: sum(postprocess_sentiment(r) != "" for r in both[column]) for column in both}
+display(both)
+display(Markdown(f"A label is extracted from {found['opened assistant turn']} of {len(both)} replies with "
+                 f"`add_generation_prompt=True` and {found['no generation prompt']} of {len(both)} without it."))
 
 # %% [markdown]
 # Without the opened assistant turn the model continues after a closed user turn; whatever it writes there is not an
@@ -97,15 +103,7 @@ display(Markdown(f"A label is extracted from {rates[True]:.0%} of the replies wi
 
 # %%
 def transcripts(system: str) -> list[str]:
-    found = []
-    for text in tweets["text"]:
-        messages = [{"role": "system", "content": system}, build_messages(text)[-1]]
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                            return_dict=True)["input_ids"].to(model.device)
-        with torch.no_grad():
-            generated = model.generate(ids, max_new_tokens=16, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        found.append(card_postprocess_sentiment(tokenizer.decode(generated[0], skip_special_tokens=True)))
-    return found
+    return [card_postprocess_sentiment(generate_greedily(text, system=system)[0]) for text in tweets["text"]]
 
 
 with_assistant = transcripts(SYSTEM_PROMPT)
