@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import platform
 import shutil
 import time
@@ -309,7 +310,7 @@ def check_same_settings(config: TrainConfig, run_dir: Path) -> None:
     if differ:
         listed = "; ".join(f"{name}: run has {old!r}, you asked for {new!r}" for name, (old, new) in differ.items())
         raise ConfigMismatchError(
-            f"{run_dir} was trained with other settings ({listed}). Train them into a new folder "
+            f"{os.path.relpath(run_dir)} was trained with other settings ({listed}). Train them into a new folder "
             "(output_dir=...), train again here with overwrite=True, or restore the settings"
         )
 

@@ -350,7 +350,7 @@ del student_trainer, student_model
 from hwlib.train import changed_settings
 
 pd.set_option("display.max_colwidth", 110)
-changed_settings(peft_config)
+changed_settings(lora_config(config))  # a fresh one: SFTTrainer wrote the base model's local path into peft_config
 
 # %%
 changed_settings(training_args)
