@@ -294,8 +294,8 @@ display(Markdown(
 # 4. **Longest tweets.** (★) Find the five longest training tweets in tokens. *Expect:* they are still far below
 #    `max_length`; many are long because of URLs, emoji or non-English text.
 # 5. **Near-duplicates.** (★★) Lower-case the tweets, drop URLs and @-mentions (`re.sub(r"https?://\S+|@\w+", "", t)`)
-#    and count again the test tweets that also occur in train. *Expect:* a few more than the exact count, still a
-#    tiny share of test.
+#    and count again the test tweets that also occur in train. *Expect:* on this copy none, exactly or after
+#    normalising; the check is what makes that statement safe to write.
 #
 # ## References
 #

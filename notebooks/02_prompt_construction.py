@@ -337,7 +337,7 @@ display(Markdown(
 #    label) for all ten, whatever the model answered; then remove "helpful assistant" from the system prompt and
 #    try again: now it is "negative" for all ten.
 # 4. **Token cost.** (★) Use `token_counts` on the longest tweet you found in lesson 01. *Expect:* even then the fixed
-#    parts are a large share of the conversation.
+#    parts are about a third of the conversation (for a short tweet, three quarters: the table above).
 #
 # ## References
 #

@@ -52,7 +52,8 @@ short = "Classify the sentiment."
 
 def prompt_tokens(system: str) -> int:
     messages = [{"role": "system", "content": system}, build_messages(tweets[0]["text"])[-1]]
-    return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
 
 
 system_tokens = {p: len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in (SYSTEM_PROMPT, short)}
