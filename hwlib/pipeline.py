@@ -77,7 +77,7 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | N
                for title, (who, config) in plans.items()}
     models.clear()
     if eval_config.calibrate:
-        folders["fine-tuned, calibrated"] = calibrated(run_dir, folders["fine-tuned, validation (fits calibration)"],
+        folders["fine-tuned, calibrated"] = calibrated(folders["fine-tuned, validation (fits calibration)"],
                                                        folders["fine-tuned"])
     if eval_config.baselines:
         folders["TF-IDF + logistic regression"] = tfidf_baseline(run_dir, score_config, data_dir)
@@ -115,7 +115,7 @@ def _reusable(folder: Path, config: EvalConfig, data_dir: str | None, quantized:
     return True
 
 
-def calibrated(run_dir: str | Path, validation_folder: Path, test_folder: Path) -> Path:
+def calibrated(validation_folder: Path, test_folder: Path) -> Path:
     """Per-class offsets fitted on `validation_folder`'s predictions, applied to `test_folder`'s (kept once made)."""
     folder = test_folder.with_name(test_folder.name + "-calibrated")
     if not (folder / METRICS).is_file():

@@ -173,8 +173,7 @@ def render_in_format(tokenizer, preset: str, text: str, label: str, system_role:
     offline with any tokenizer (the template is text; only the special tokens' spelling comes from the preset).
     `system_role=False` renders the fallback for templates without a system turn (the system text opens the user's)."""
     chat = CHAT_FORMATS[preset]
-    protected = protected_strings(tokenizer, chat.template, chat.end_of_turn) + (chat.end_of_turn,)
-    example = build_example(text, label, system_role, specials=tuple(sorted(set(protected), key=len, reverse=True)))
+    example = build_example(text, label, system_role, protected_strings(tokenizer, chat.template, chat.end_of_turn))
     return tokenizer.apply_chat_template(example["prompt"] + example["completion"], chat_template=chat.template,
                                          tokenize=False, eos_token=chat.end_of_turn)
 

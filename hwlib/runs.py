@@ -12,8 +12,6 @@ CHECKPOINTS = "checkpoints"
 RUN_CONFIG = "run_config.json"
 LOSS_HISTORY = "loss_history.json"
 LOSS_CURVE = "loss_curve.png"
-
-
 TRAIN_REQUEST = "train_request.json"  # the settings a run was started with; --resume must ask for the same
 CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
 

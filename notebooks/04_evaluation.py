@@ -239,7 +239,7 @@ if evaluation.baselines:
 # %%
 from hwlib.pipeline import calibrated
 
-folders["fine-tuned, calibrated"] = calibrated(run_dir, folders["fine-tuned, validation (fits calibration)"],
+folders["fine-tuned, calibrated"] = calibrated(folders["fine-tuned, validation (fits calibration)"],
                                                folders["fine-tuned"])
 display(Markdown(metrics_table(folders)))
 
