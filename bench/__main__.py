@@ -198,11 +198,14 @@ def operator_shares(work, top: int = 8) -> dict[str, float]:
 
 # ---------------------------------------------------------------- training
 
-VARIANTS = ("trl-defaults", "hwlib", "hwlib-shared-prefix", "hwlib-bf16", "hwlib-bf16-adapter")
+VARIANTS = ("trl-defaults", "hwlib", "hwlib-shared-prefix", "hwlib-loss-positions", "hwlib-both", "hwlib-bf16",
+            "hwlib-bf16-adapter")
 VARIANT_ENV = {  # per-process settings: malloc tuning is process-wide, the compute dtype is read once
     "trl-defaults": {"HWLIB_NO_MALLOC_TUNING": "1"},
     "hwlib": {"HWLIB_NO_MALLOC_TUNING": "0"},
     "hwlib-shared-prefix": {"HWLIB_NO_MALLOC_TUNING": "0"},
+    "hwlib-loss-positions": {"HWLIB_NO_MALLOC_TUNING": "0"},
+    "hwlib-both": {"HWLIB_NO_MALLOC_TUNING": "0"},
     "hwlib-bf16": {"HWLIB_NO_MALLOC_TUNING": "0", "HWLIB_COMPUTE_DTYPE": "bfloat16"},
     "hwlib-bf16-adapter": {"HWLIB_NO_MALLOC_TUNING": "0"},
 }
@@ -221,9 +224,11 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
 
     config = train_config(profile, data_dir=data_dir, max_steps=steps, save_steps=10**6, logging_steps=1,
                           output_dir=str(output / variant))
-    # Every hwlib variant but one trains the plain way, so each row changes one thing against `hwlib`.
+    # `hwlib` trains the plain way; each other row changes one thing against it (`hwlib-both`: the two speed-ups the
+    # profiles train with).
     config = dataclasses.replace(config, train_size=steps * config.batch_size,
-                                 shared_prefix=variant == "hwlib-shared-prefix")
+                                 shared_prefix=variant in ("hwlib-shared-prefix", "hwlib-both"),
+                                 loss_positions_only=variant in ("hwlib-loss-positions", "hwlib-both"))
     dataset = training_data(config)
     model, tokenizer = load_model(config.model, config.quantize, trainable=True)
     if variant.startswith("hwlib"):
@@ -264,14 +269,16 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
         "adapter_dtype": trainable_parameters(trainer.model)["trainable_dtype"],
         "compute_dtype": str(compute_dtype()).removeprefix("torch."),
         "shared_prefix": config.shared_prefix if variant.startswith("hwlib") else False,
+        "loss_positions_only": config.loss_positions_only if variant.startswith("hwlib") else False,
     }
 
 
-def training(profile: str, steps: int, data_dir: str | None) -> list[dict]:
-    """Each variant in a fresh process; TRL's defaults run with glibc's default malloc, as a plain script would."""
+def training(profile: str, steps: int, data_dir: str | None, variants: tuple[str, ...] = VARIANTS) -> list[dict]:
+    """Each variant in a fresh process; TRL's defaults run with glibc's default malloc, as a plain script would.
+    Ratios are to the first variant run."""
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
-        for variant in VARIANTS:
+        for variant in variants:
             out = Path(scratch) / f"{variant}.json"
             env = {**os.environ, **VARIANT_ENV[variant]}
             command = [sys.executable, "-m", "bench", "training-worker", "--variant", variant, "--profile", profile,
@@ -347,6 +354,8 @@ def main(argv: list[str] | None = None) -> None:
         commands.choices[name].add_argument("--adapter", type=Path,
                                             help="adapter folder (default: the shipped cpu adapter on cpu)")
     commands.choices["training"].add_argument("--steps", type=int, help="steps per variant (default: 2 smoke, 8 cpu)")
+    commands.choices["training"].add_argument("--variants", default=",".join(VARIANTS),
+                                              help=f"comma-separated, ratios to the first (default {','.join(VARIANTS)})")
     commands.add_parser("matmul", help="bf16 vs fp32 matmul speed at SmolLM2-135M's shapes (chooses the CPU dtype)")
     worker = commands.add_parser("training-worker", help=argparse.SUPPRESS)
     worker.add_argument("--variant", choices=VARIANTS, required=True)
@@ -374,7 +383,11 @@ def main(argv: list[str] | None = None) -> None:
         print_table(results[:-1], PEAK_SHARE_COLUMNS)
         print("time shares by operator:", results[-1]["time_shares"])
     else:
-        results = training(args.profile, args.steps or defaults["steps"], args.data_dir)
+        variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+        unknown = sorted(set(variants) - set(VARIANTS))
+        if unknown or not variants:
+            parser.error(f"--variants: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}")
+        results = training(args.profile, args.steps or defaults["steps"], args.data_dir, variants)
         print_table(results, ["variant", "examples_per_s", "ratio", "s_per_step", "minor_faults_per_s",
                               "peak_rss_mb", "final_loss", "activation_checkpointing", "compute_dtype"])
         print("losses per step:", {r["variant"]: r["losses"] for r in results})

@@ -64,14 +64,23 @@ PREDICT_OUTPUT = """output: one row per message, in input order, with the column
   row         the message's number: its position among the arguments (from 0), its row index in a .csv,
               .jsonl or .parquet file (from 0, as pandas numbers it), or its line number in a text file or on
               stdin (from 1); errors about a message name it by the same number
-  text        the message
+  text        the message (from a .csv, .jsonl or .parquet file: every column of the input, in its order, the
+              messages' column under its own name)
   predicted   negative, neutral or positive (empty with --allow-empty for an empty message)
   p_negative, p_neutral, p_positive   the three labels' probabilities (they sum to 1)
 --json prints these as one JSON object per line; the plain output prints predicted, the probabilities and the
-text on one line, with newlines in the text escaped as \\n."""
+text on one line, with newlines in the text escaped as \\n.
+
+A --file is read twice: once to check and count it before the model loads (bad rows are refused then), once in
+chunks of --chunk-rows, each scored and appended to --output, with a progress bar on stderr. If the run stops
+(Ctrl-C, a kill, a closed lid), the same command continues after the last complete chunk; a changed input,
+adapter or setting is refused (--overwrite starts again). `accelerate launch --num_processes N -m hwlib predict`
+splits each chunk between N processes; one output, in input order."""
 
 
 def parser() -> argparse.ArgumentParser:
+    from .predict import CHUNK_ROWS
+
     root = argparse.ArgumentParser(prog="python -m hwlib", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
 
@@ -127,12 +136,18 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--file", help="messages in a .csv, .jsonl or .parquet file (column --text-column), or a "
                                         "text file with one message per line")
     predict.add_argument("--text-column", default="text", help="the column that holds the messages (default text)")
-    predict.add_argument("--output", help="write the predictions to a .csv or .jsonl file, with the input's row index")
+    predict.add_argument("--output", help="write the predictions to a .csv or .jsonl file, chunk by chunk; an "
+                                          "interrupted run resumes when run again")
     predict.add_argument("--allow-empty", action="store_true",
                          help="report empty messages as 'empty' instead of refusing the input")
     predict.add_argument("--max-length", type=int, default=256,
                          help="tokens of prompt + message + answer; longer messages are truncated (default 256)")
     predict.add_argument("--json", action="store_true", help="print one JSON object per message")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar on stderr (a --file shows one)")
+    predict.add_argument("--overwrite", action="store_true",
+                         help="replace an existing --output (an unfinished one resumes without it)")
+    predict.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS,
+                         help=f"rows of --file scored and written at a time (default {CHUNK_ROWS})")
     return root
 
 
@@ -209,8 +224,9 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     import pandas as pd
 
-    from .evaluate import EvalError, check_output_path, check_texts, predict, read_messages, write_predictions
-    from .models import load_adapter
+    from .evaluate import EvalError, check_texts
+    from .predict import (Classifier, check_output_path, plan_file, prediction_settings, processes, run_file,
+                          write_predictions)
     from .runs import resolve_adapter
 
     if args.file and args.texts:
@@ -218,8 +234,10 @@ def _predict(args) -> int:
     if args.output:
         check_output_path(args.output)
     adapter = resolve_adapter(args.adapter)
-    if args.file:
-        rows = read_messages(args.file, args.text_column)
+    job, rows = None, None
+    if args.file:  # the whole file is checked and counted here, before the model loads
+        job = plan_file(args.file, args.output, args.text_column, args.allow_empty, args.overwrite,
+                        prediction_settings(adapter, args.base, args.max_length), args.chunk_rows)
     elif args.texts:
         rows = pd.DataFrame({"row": range(len(args.texts)), "text": args.texts})
     elif not sys.stdin.isatty():
@@ -229,26 +247,40 @@ def _predict(args) -> int:
         rows = pd.DataFrame({"row": range(1, len(lines) + 1), "text": lines})  # stdin: line numbers
     else:
         raise EvalError("no messages: pass them as arguments, with --file, or on stdin")
-    if rows.empty:
-        raise EvalError("no messages: the input is empty")
-    empty = "report" if args.allow_empty else "refuse"
-    check_texts(rows["text"].tolist(), empty, rows["row"].tolist())  # refuse bad input before the model loads
-    model, tokenizer = load_adapter(adapter, merged=True, base=args.base)
-    table = predict(model, tokenizer, rows["text"].tolist(), "score", progress=False, empty=empty,
-                    max_length=args.max_length)
-    table.insert(0, "row", rows["row"].to_numpy())
+    if rows is not None:
+        if rows.empty:
+            raise EvalError("no messages: the input is empty")
+        check_texts(rows["text"].tolist(), "report" if args.allow_empty else "refuse", rows["row"].tolist())
+    classifier = Classifier(adapter, base=args.base, max_length=args.max_length)
+    if job is not None:
+        for chunk in run_file(job, classifier, progress=not args.quiet):
+            if not args.output:
+                _print_predictions(chunk, job.text_column, args.json)
+        if args.output and processes().is_main_process:
+            print(f"predictions written to {job.output}")
+        return 0
+    table = classifier.label_rows(rows, "text", args.allow_empty)
     if args.output:
         print(f"predictions written to {write_predictions(table, args.output)}")
-        return 0
+    else:
+        _print_predictions(table, "text", args.json)
+    return 0
+
+
+def _print_predictions(table, text_column: str, as_json: bool) -> None:
+    from .predict import processes
+
+    if not processes().is_main_process:
+        return
     for record in table.to_dict(orient="records"):
-        if args.json:
+        if as_json:
             print(json.dumps({k: (None if isinstance(v, float) and v != v else v) for k, v in record.items()},
-                             ensure_ascii=False))
+                             ensure_ascii=False, default=str))
         else:
             probs = "  ".join(f"{k[2:]} {v:.3f}" for k, v in record.items() if k.startswith("p_") and v == v)
-            text = record["text"].replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
-            print(f"{record['predicted']:<8}  {probs}  {text}")  # one line per message: newlines escaped
-    return 0
+            text = record[text_column].replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+            print(f"{record['predicted']:<8}  {probs}  {text}", flush=False)  # one line per message: newlines escaped
+    sys.stdout.flush()
 
 
 def _profiles(args) -> int:

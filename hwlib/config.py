@@ -46,6 +46,8 @@ class TrainConfig:
     epochs: float = setting(1.0, "passes over the training rows")
     max_steps: int = setting(-1, "stop after this many steps (> 0; smoke runs); -1 runs the epochs")
     max_length: int = setting(256, "tokens per training conversation; longer ones are cut")
+    completion_only_loss: bool = setting(True, "loss on the answer only (TRL's completion_only_loss); False puts "
+                                         "the whole conversation, prompt included, in the loss")
     train_size: int | None = setting(None, "training rows drawn from the train split; None uses every row")
     sampling: str = setting("stratified", "how the rows are drawn: stratified (train's class shares) or balanced "
                             "(equal rows per class)")
@@ -57,6 +59,8 @@ class TrainConfig:
     group_by_length: bool = setting(True, "batch examples of similar length, so less is padding")
     shared_prefix: bool = setting(True, "compute the prompt every example shares once per batch "
                                   "(hwlib.shared_prefix)")
+    loss_positions_only: bool = setting(True, "project the LM head only at the positions in the loss, on every "
+                                        "device (TRL does so on CUDA only; hwlib.shared_prefix)")
     data_dir: str | None = setting(None, "a local data folder; None: $HWLIB_DATA_DIR, the bundled copy, the Hub")
     output_dir: str = setting("runs/default", "the run folder")
     profile: str = setting("custom", "the profile these settings came from (bookkeeping)")

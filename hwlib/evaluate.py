@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import EvalConfig, HwlibError, machine
-from .data import ID2LABEL, LABELS, data_source, load_split, sample_indices, split_lines
+from .data import ID2LABEL, LABELS, data_source, load_split, sample_indices
 from .files import atomic_path, read_json, write_json
 from .metrics import bootstrap_interval, compute_metrics, save_confusion_png
 from .postprocess import postprocess_sentiment
@@ -61,9 +61,14 @@ def check_texts(texts, empty: str = "refuse", rows: list | None = None) -> list[
                         "pass strings (decode bytes first)")
     blank = [rows[i] for i, t in enumerate(texts) if not t.strip()]
     if blank and empty != "report":
-        raise EvalError(f"{len(blank)} empty or whitespace-only message(s) at row {_rows(blank)}: remove them, or "
-                        f"report them as {EMPTY!r} (--allow-empty; empty=\"report\" in Python)")
+        refuse_blank(blank)
     return texts
+
+
+def refuse_blank(rows: list) -> None:
+    """The one error for empty messages, naming their rows."""
+    raise EvalError(f"{len(rows)} empty or whitespace-only message(s) at row {_rows(rows)}: remove them, or "
+                    f"report them as {EMPTY!r} (--allow-empty; empty=\"report\" in Python)")
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -71,19 +76,21 @@ def _check_batch_size(batch_size: int) -> None:
         raise EvalError(f"batch size must be a positive number of messages (got {batch_size!r})")
 
 
-def truncate_messages(tokenizer, texts: list[str], max_length: int) -> list[str]:
+def truncate_messages(tokenizer, texts: list[str], max_length: int, rows: list | None = None) -> list[str]:
     """Messages cut so that prompt + message + answer fit in `max_length` tokens (the training length); a warning
-    counts the messages that were cut. Beyond it the model was never trained, and far beyond it lies its context."""
+    counts the messages that were cut, naming them by `rows` (default their positions from 0). Beyond it the model
+    was never trained, and far beyond it lies its context."""
     overhead = len(tokenizer(render_transcript(tokenizer, "", LABELS[-1]), add_special_tokens=False)["input_ids"])
     room = max_length - overhead
     if room < 1:
         raise EvalError(f"max_length {max_length} leaves no room for a message (the prompt alone takes {overhead} "
                         "tokens): raise it")
+    rows = list(range(len(texts))) if rows is None else list(rows)
     cut, out = [], []
     for i, text in enumerate(texts):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) > room:
-            cut.append(i)
+            cut.append(rows[i])
             text = tokenizer.decode(ids[:room])
         out.append(text)
     if cut:
@@ -136,7 +143,7 @@ def _batches(order: list[int], size: int):
 
 @torch.inference_mode()
 def score(model, tokenizer, texts, batch_size: int = 32, prefix_cache: bool = True, sort_by_length: bool = True,
-          label_head: bool = True, progress: bool = True) -> tuple[list[str], np.ndarray]:
+          label_head: bool = True, progress: bool = True, bar=None) -> tuple[list[str], np.ndarray]:
     """Label and label probabilities per message from one forward pass over prompt + answer prefix.
 
     The three answers differ only in the label, so the model is run up to `...message as` and the label's
@@ -144,6 +151,7 @@ def score(model, tokenizer, texts, batch_size: int = 32, prefix_cache: bool = Tr
     Speed-ups: the system prompt's KV cache is computed once and shared (`prefix_cache`); messages of similar
     length are batched together (`sort_by_length`); only the needed positions' logits are computed, and for
     one-token labels only the label tokens' logits (`label_head`). Each can be switched off to measure it.
+    `bar`: a tqdm bar to advance instead of a bar of its own (a file labelled in chunks shows one bar).
     """
     texts = check_texts(texts)
     _check_batch_size(batch_size)
@@ -155,12 +163,15 @@ def score(model, tokenizer, texts, batch_size: int = 32, prefix_cache: bool = Tr
     if sort_by_length:
         order.sort(key=lambda i: len(encoded[i].context))
     log_probs = np.zeros((len(texts), len(LABELS)), dtype=np.float64)
-    bar = tqdm(total=len(texts), desc="score", unit="tweet", disable=not progress, mininterval=2)
+    own_bar = bar is None
+    if own_bar:
+        bar = tqdm(total=len(texts), desc="score", unit="tweet", disable=not progress, mininterval=2)
     for batch in _batches(order, batch_size):
         log_probs[batch] = _score_batch(model, [encoded[i] for i in batch], prefix, cache, device, tokenizer,
                                         label_head)
         bar.update(len(batch))
-    bar.close()
+    if own_bar:
+        bar.close()
     broken = np.flatnonzero(~np.isfinite(log_probs).all(axis=1)).tolist()
     if broken:
         raise EvalError(f"the model gave NaN or infinite label scores for {len(broken)} message(s) (row "
@@ -244,24 +255,27 @@ def generate(model, tokenizer, texts, batch_size: int = 16, max_new_tokens: int 
 
 
 def predict(model, tokenizer, texts, method: str = "score", batch_size: int = 32, max_new_tokens: int = 16,
-            progress: bool = True, empty: str = "refuse", max_length: int | None = 256) -> pd.DataFrame:
+            progress: bool = True, empty: str = "refuse", max_length: int | None = 256, rows: list | None = None,
+            bar=None) -> pd.DataFrame:
     """A table of predictions: `predicted`, plus label probabilities (`score`) or raw output (`generate`).
 
     Empty messages are refused, or with `empty="report"` get the outcome "empty" (no label, no probabilities).
     Messages longer than `max_length` tokens with the prompt are truncated, with a warning (None: no limit).
+    Errors and warnings name messages by `rows` (default their positions from 0); `bar`: see `score`.
     """
     if method not in METHODS:
         raise EvalError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    texts = check_texts(texts, empty)
+    texts = check_texts(texts, empty, rows)
+    rows = list(range(len(texts))) if rows is None else list(rows)
     _check_batch_size(batch_size)
     filled = [i for i, t in enumerate(texts) if t.strip()]
     table = pd.DataFrame({"text": texts, "predicted": EMPTY})
     if filled:
         inputs = [texts[i] for i in filled]
         if max_length is not None:
-            inputs = truncate_messages(tokenizer, inputs, max_length)
+            inputs = truncate_messages(tokenizer, inputs, max_length, [rows[i] for i in filled])
         if method == "score":
-            labels, probs = score(model, tokenizer, inputs, batch_size=batch_size, progress=progress)
+            labels, probs = score(model, tokenizer, inputs, batch_size=batch_size, progress=progress, bar=bar)
             table.loc[filled, "predicted"] = labels
             for j, name in enumerate(LABELS):
                 table[f"p_{name}"] = np.nan
@@ -272,77 +286,6 @@ def predict(model, tokenizer, texts, method: str = "score", batch_size: int = 32
             table["raw_output"] = ""
             table.loc[filled, "raw_output"] = raw
     return table
-
-
-TABLE_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")  # read with the column --text-column
-TEXT_SUFFIXES = ("", ".txt", ".text")  # one message per line
-OUTPUT_SUFFIXES = (".csv", ".jsonl")
-
-
-def check_input_path(path: str | Path) -> Path:
-    """A readable file of messages with a suffix hwlib knows, or a one-line error naming what is wrong."""
-    path = Path(path)
-    if path.is_dir():
-        raise EvalError(f"{path} is a directory: give a file of messages (--file)")
-    if not path.is_file():
-        raise EvalError(f"{path} not found: give an existing file of messages (--file)")
-    if path.suffix.lower() not in TABLE_SUFFIXES + TEXT_SUFFIXES:
-        raise EvalError(f"{path}: unknown kind of file {path.suffix!r}; use one of "
-                        f"{', '.join(s for s in TABLE_SUFFIXES + TEXT_SUFFIXES if s)} or a file without a suffix")
-    return path
-
-
-def check_output_path(path: str | Path) -> Path:
-    path = Path(path)
-    if path.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise EvalError(f"--output {path}: use a {' or '.join(OUTPUT_SUFFIXES)} file name")
-    return path
-
-
-def read_messages(path: str | Path, text_column: str = "text") -> pd.DataFrame:
-    """Messages from a file, as a table of `row` (the input's row index; line number for text files) and `text`.
-
-    .csv, .jsonl/.json (one object per line) and .parquet take the column `text_column`; any other file is text
-    with one message per line. UTF-8 with or without a byte-order mark; Windows line ends are handled; only "\\n"
-    ends a line (a Unicode line separator inside a tweet stays in it).
-    """
-    path = check_input_path(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        elif suffix == ".csv":
-            frame = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False, dtype={text_column: str})
-        elif suffix in (".jsonl", ".json"):
-            frame = pd.read_json(path, lines=True, encoding="utf-8-sig", dtype={text_column: str})
-        else:
-            lines = split_lines(path.read_bytes().decode("utf-8-sig"))
-            return pd.DataFrame({"row": range(1, len(lines) + 1), "text": lines})
-    except UnicodeDecodeError as error:
-        raise EvalError(f"{path} is not UTF-8 text (byte {error.start}): convert it, e.g. "
-                        f"`iconv -f latin1 -t utf-8 {path.name}`") from error
-    except (ValueError, OSError) as error:
-        raise EvalError(f"{path} could not be read as {suffix[1:]} ({error.__class__.__name__}: {error})") from error
-    if text_column not in frame.columns:
-        raise EvalError(f"{path} has no column {text_column!r} (found: {', '.join(map(str, frame.columns))}): "
-                        "name the messages' column with --text-column")
-    texts = frame[text_column]
-    if texts.map(lambda v: isinstance(v, bytes)).any():
-        texts = texts.map(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v)
-    missing = texts.map(lambda v: v is None or (isinstance(v, float) and v != v))  # a JSON null, an empty cell
-    return pd.DataFrame({"row": frame.index, "text": texts.mask(missing, "").tolist()})
-
-
-def write_predictions(table: pd.DataFrame, path: str | Path) -> Path:
-    """Predictions as .csv or .jsonl (by the file's suffix), written atomically."""
-    path = check_output_path(path)
-    suffix = path.suffix.lower()
-    with atomic_path(path) as tmp:
-        if suffix == ".csv":
-            table.to_csv(tmp, index=False)
-        else:
-            table.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    return path
 
 
 def evaluation_rows(config: EvalConfig, data_dir=None) -> pd.DataFrame:

@@ -1,12 +1,15 @@
-"""The prompt every training example shares, computed once per batch: TRL's `SFTTrainer` with `compute_loss` replaced.
+"""hwlib's two training speed-ups, in TRL's `SFTTrainer` with `compute_loss` replaced: the prompt every example
+shares computed once per batch (`TrainConfig.shared_prefix`), and the LM head projected only where the loss is
+(`TrainConfig.loss_positions_only`).
 
-This course's speed-up, optional (`TrainConfig.shared_prefix`): the loss and gradients equal the plain path's up to
-float rounding (tests/test_train.py), and lesson 03 checks it on one batch.
+Both are optional: the loss and gradients equal the plain path's up to float rounding (tests/test_train.py), and
+lesson 03 checks them on one batch.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager, nullcontext
 
 log = logging.getLogger("hwlib.train")
 
@@ -26,8 +29,32 @@ def shared_prefix_length(input_ids, attention_mask, labels) -> int:
     return length if length >= MIN_SHARED_PREFIX else 0
 
 
-def make_shared_prefix_trainer(base):
-    """`base` (TRL's SFTTrainer) with a `compute_loss` that runs the batch's common prefix once.
+@contextmanager
+def loss_positions_only():
+    """Inside it, TRL's fused LM head projects only the positions whose label is not -100 on every device.
+
+    TRL (`trl.trainer.utils.add_fused_lm_head`) does so on CUDA/XPU only; elsewhere it projects every position, to
+    keep tile shapes fixed for compiled backends. Eager CPU training has no such need, and with ~55 prompt tokens in
+    the loss-free part of each row the LM head was a large share of a step. The switch is TRL's own
+    (`trl.trainer.utils._use_triton`, read there for this choice only); where a TRL release no longer has it, TRL's
+    default path runs, with the same loss. Same loss and gradients either way (`tests/test_train.py`).
+    """
+    import trl.trainer.utils as fused
+
+    chooser = getattr(fused, "_use_triton", None)
+    if chooser is None:
+        yield
+        return
+    fused._use_triton = lambda device: True
+    try:
+        yield
+    finally:
+        fused._use_triton = chooser
+
+
+def make_hwlib_trainer(base, shared_prefix: bool = True, positions_only: bool = True):
+    """`base` (TRL's SFTTrainer) with a `compute_loss` that runs the batch's common prefix once (`shared_prefix`) and
+    projects the LM head only where the loss is (`positions_only`, `loss_positions_only`).
 
     Every example starts with the same ~55 tokens (system prompt, chat markup). Here they go through the model once,
     as a batch of one, with gradients (the LoRA weights on k_proj/v_proj shape their keys and values); the keys and
@@ -37,22 +64,27 @@ def make_shared_prefix_trainer(base):
     """
     import torch
 
-    class SharedPrefixSFTTrainer(base):
+    class HwlibSFTTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-                shared, why = None, "data-parallel training (DDP must see the whole forward pass)"
-            else:
-                shared = shared_prefix_inputs(model, inputs)
-                why = f"the rows share no prefix of {MIN_SHARED_PREFIX}+ tokens"
-            if shared is None:
-                told = self.__dict__.setdefault("_fallbacks_logged", set())
-                if why not in told:
-                    log.info("shared prefix not used: %s; computing the rows whole", why)
-                    told.add(why)
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return super().compute_loss(model, shared, return_outputs, num_items_in_batch)
+            with loss_positions_only() if positions_only else nullcontext():
+                if not shared_prefix:
+                    return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+                    shared, why = None, "data-parallel training (DDP must see the whole forward pass)"
+                elif not self.args.completion_only_loss:
+                    shared, why = None, "the prompt is in the loss (completion_only_loss=False)"
+                else:
+                    shared = shared_prefix_inputs(model, inputs)
+                    why = f"the rows share no prefix of {MIN_SHARED_PREFIX}+ tokens"
+                if shared is None:
+                    told = self.__dict__.setdefault("_fallbacks_logged", set())
+                    if why not in told:
+                        log.info("shared prefix not used: %s; computing the rows whole", why)
+                        told.add(why)
+                    return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                return super().compute_loss(model, shared, return_outputs, num_items_in_batch)
 
-    return SharedPrefixSFTTrainer
+    return HwlibSFTTrainer
 
 
 def shared_prefix_inputs(model, inputs: dict) -> dict | None:

@@ -20,7 +20,7 @@ from .models import fingerprints, load_model
 from .prompts import build_example, ensure_chat_template, protected_strings, supports_system_role
 from .runs import (CHECKPOINTS, LOSS_CURVE, LOSS_HISTORY, RUN_CONFIG, TRAIN_REQUEST,
                    complete_checkpoints, is_run_folder, read_run, shipped_adapter)
-from .shared_prefix import make_shared_prefix_trainer
+from .shared_prefix import make_hwlib_trainer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ def precision_flags() -> dict[str, bool]:
 
 
 def sft_config(config: TrainConfig):
-    """TRL settings for this hardware: no activation checkpointing, bf16 where native, loss on the answer only."""
+    """TRL settings for this hardware: no activation checkpointing, bf16 where native, loss on the answer only unless
+    `completion_only_loss=False` (the prompt-loss variant)."""
     from trl import SFTConfig
 
     return SFTConfig(
@@ -71,7 +72,7 @@ def sft_config(config: TrainConfig):
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
         max_length=config.max_length,
-        completion_only_loss=True,
+        completion_only_loss=config.completion_only_loss,
         activation_checkpointing=config.activation_checkpointing,
         **precision_flags(),
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
@@ -103,7 +104,8 @@ WHY = {
     "lr_scheduler_type": "linear decay (card) or cosine (cpu profile)",
     "warmup_steps": "below 1 it is a share of the steps: a gentle start for the fresh adapter",
     "max_length": "every tweet fits in 256 tokens with the prompt (notebook 01), so nothing is cut",
-    "completion_only_loss": "learn the answer only: prompt tokens get the label -100",
+    "completion_only_loss": "True learns the answer only (prompt tokens get the label -100); False, the whole "
+                            "conversation (the prompt-loss variant)",
     "activation_checkpointing": "recomputing activations saves memory a 135M model does not need, at ~30% more time",
     "gradient_checkpointing": "recomputing activations saves memory a 135M model does not need, at ~30% more time",
     "bf16": "from the one device rule (hwlib.config.compute_dtype)",
@@ -162,7 +164,9 @@ def build_trainer(config: TrainConfig, model=None, tokenizer=None, dataset: Data
     if model is None:
         model, tokenizer = load_model(config.model, config.quantize, trainable=True)
     dataset = training_data(config) if dataset is None else dataset
-    trainer_class = make_shared_prefix_trainer(SFTTrainer) if config.shared_prefix else SFTTrainer
+    speed_ups = config.shared_prefix or config.loss_positions_only
+    trainer_class = (make_hwlib_trainer(SFTTrainer, config.shared_prefix, config.loss_positions_only) if speed_ups
+                     else SFTTrainer)
     trainer = trainer_class(
         model=model,
         args=sft_config(config),
@@ -282,17 +286,18 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
 
 # Settings that only say where files go or how often to log: a run trained with other values is the same run.
 BOOKKEEPING = ("output_dir", "profile", "logging_steps", "save_steps", "data_dir",
-               "shared_prefix")  # the last changes how, not what: the same loss up to float rounding
+               "shared_prefix", "loss_positions_only")  # the last two change how, not what: the same loss up to rounding
 
 
 def config_differences(requested: TrainConfig, recorded: dict) -> dict[str, tuple]:
     """Training settings whose requested value differs from a run's record: {name: (recorded, requested)}."""
     wanted = requested.to_dict()
+    defaults = TrainConfig().to_dict()  # a record older than a setting was trained with its default
     differ = {}
     for name, value in wanted.items():
         if name in BOOKKEEPING:
             continue
-        before = recorded.get(name)
+        before = recorded.get(name, defaults[name])
         if isinstance(value, (tuple, list)) or isinstance(before, (tuple, list)):
             value, before = list(value or []), list(before or [])
         if value != before:

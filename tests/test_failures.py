@@ -150,7 +150,7 @@ def not_utf8(smoke_run, tmp_path):
 
 def bom_crlf_separators(smoke_run, tmp_path):
     from hwlib.data import load_split
-    from hwlib.evaluate import read_messages
+    from hwlib.predict import read_messages
 
     tweets = ["first tweet", "a line\u2028separator inside", "third"]
     (tmp_path / "test_text.txt").write_bytes(("\ufeff" + "\r\n".join(tweets) + "\r\n").encode("utf-8"))
@@ -161,21 +161,23 @@ def bom_crlf_separators(smoke_run, tmp_path):
 
 
 def csv_jsonl_parquet(smoke_run, tmp_path):
-    from hwlib.evaluate import EvalError, read_messages
+    from hwlib.evaluate import EvalError
+    from hwlib.predict import read_messages
 
     frame = pd.DataFrame({"id": [7, 8], "tweet": ["good day", "bad day"]}).set_index("id")
     frame.to_csv(tmp_path / "in.csv")
     frame.reset_index().to_json(tmp_path / "in.jsonl", orient="records", lines=True)
     frame.to_parquet(tmp_path / "in.parquet")
-    for name in ("in.jsonl", "in.parquet"):
-        assert read_messages(tmp_path / name, "tweet")["text"].tolist() == ["good day", "bad day"]
+    for name in ("in.csv", "in.jsonl", "in.parquet"):
+        assert read_messages(tmp_path / name, "tweet")["tweet"].tolist() == ["good day", "bad day"]
+    assert read_messages(tmp_path / "in.csv", "tweet")["id"].tolist() == [7, 8]  # other columns come along
     with pytest.raises(EvalError, match="has no column 'text'"):
         read_messages(tmp_path / "in.csv")
     result = cli("predict", "--adapter", str(smoke_run), "--file", str(tmp_path / "in.parquet"), "--text-column",
                  "tweet", "--output", str(tmp_path / "out.jsonl"))
     assert result.returncode == 0, result.stderr[-2000:]
     out = pd.read_json(tmp_path / "out.jsonl", lines=True)
-    assert out["row"].tolist() == [7, 8] and out["text"].tolist() == ["good day", "bad day"]
+    assert out["row"].tolist() == [7, 8] and out["tweet"].tolist() == ["good day", "bad day"]
 
 
 def bytes_column(smoke_run, tmp_path):

@@ -257,6 +257,65 @@ def test_shared_prefix_on_a_real_smollm2_batch(tmp_path):
     assert relative_difference(plain_grads, shared_grads) <= 1e-5
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_the_lm_head_projects_only_the_positions_in_the_loss(shared, tmp_path, monkeypatch):
+    """`loss_positions_only`: TRL's fused LM head sees one row per answer token instead of every token, with the
+    loss and LoRA gradients of TRL's default path (which projects every position off CUDA)."""
+    import trl.trainer.utils as fused
+
+    projected = []
+    apply = fused._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(fused._ChunkedLogProbFunction, "apply",
+                        lambda hidden, *args: projected.append(hidden.shape[0]) or apply(hidden, *args))
+
+    def loss_and_grads(positions_only: bool):
+        config = train_config("smoke", output_dir=str(tmp_path / "run"), lora_dropout=0.0, shared_prefix=shared,
+                              loss_positions_only=positions_only)
+        torch.manual_seed(0)
+        trainer = build_trainer(config)
+        model = trainer.model.train()
+        batch = dict(trainer.data_collator([trainer.train_dataset[i] for i in range(12)]))
+        projected.clear()
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        return loss.item(), [p.grad.detach().clone() for p in model.parameters() if p.requires_grad], \
+            sum(projected), batch
+
+    every_loss, every_grads, every_rows, batch = loss_and_grads(False)
+    only_loss, only_grads, only_rows, _ = loss_and_grads(True)
+    answer_tokens = int((batch["labels"][:, 1:] != -100).sum())
+    assert only_rows == answer_tokens < every_rows
+    assert abs(every_loss - only_loss) <= 1e-5 * abs(every_loss)
+    assert relative_difference(every_grads, only_grads) <= 1e-5
+
+
+def test_prompt_loss_trains_on_the_whole_conversation(tmp_path, data_dir):
+    """`completion_only_loss=False` (the prompt-loss variant): every real token but the first is in the loss, and
+    the shared prefix steps aside (it needs the prompt outside the loss)."""
+    import logging
+
+    config = train_config("smoke", output_dir=str(tmp_path / "run"), data_dir=str(data_dir),
+                          completion_only_loss=False)
+    trainer = build_trainer(config)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    real = batch["attention_mask"].bool()
+    assert ((batch["labels"] != -100) == real).all()
+    from hwlib.shared_prefix import shared_prefix_length
+
+    assert shared_prefix_length(batch["input_ids"], batch["attention_mask"], batch["labels"]) == 0
+    logger = logging.getLogger("hwlib.train")
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler), logger.setLevel(logging.INFO)
+    try:
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+    finally:
+        logger.removeHandler(handler)
+    assert torch.isfinite(loss)
+    assert any("the prompt is in the loss" in r.getMessage() for r in records)
+
+
 def test_shared_prefix_length_rules():
     from hwlib.shared_prefix import shared_prefix_length
 
