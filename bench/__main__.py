@@ -291,6 +291,117 @@ def training(profile: str, steps: int, data_dir: str | None, variants: tuple[str
     return results
 
 
+# ---------------------------------------------------------------- predict at scale
+
+def corpus(rows: int, data_dir: str | None, path: Path) -> Path:
+    """A CSV of `rows` test tweets (the split repeated), with an id column, as a user's corpus would be."""
+    import pandas as pd
+
+    from hwlib.data import load_split
+
+    texts = load_split("test", data_dir)["text"]
+    pd.DataFrame({"id": range(rows), "text": [texts[i % len(texts)] for i in range(rows)]}).to_csv(path, index=False)
+    return path
+
+
+def predict_worker(adapter: Path, source: Path, mode: str) -> dict:
+    """One measurement in this process: `streamed` runs `python -m hwlib predict --file --output` as the CLI does;
+    `in-memory` reads every row first and calls `score` once, the way `predict` worked before it streamed."""
+    import pandas as pd
+
+    from hwlib.evaluate import score
+    from hwlib.predict import Classifier, plan_file, prediction_settings, run_file
+
+    rows = sum(1 for _ in open(source, encoding="utf-8")) - 1
+    if mode == "streamed":
+        output = source.with_suffix(".out.csv")
+        start = time.perf_counter()
+        job = plan_file(source, output, overwrite=True, settings=prediction_settings(adapter))
+        classifier = Classifier(adapter)
+        loaded = time.perf_counter()
+        for _ in run_file(job, classifier, progress=False):
+            pass
+    else:
+        start = time.perf_counter()
+        texts = pd.read_csv(source, keep_default_na=False, dtype={"text": str})["text"].tolist()
+        classifier = Classifier(adapter)
+        loaded = time.perf_counter()
+        score(classifier.model, classifier.tokenizer, texts, progress=False)
+    seconds = time.perf_counter() - loaded
+    return {"mode": mode, "rows": rows, "tweets_per_s": round(rows / seconds, 2), "seconds": round(seconds, 1),
+            "seconds_with_loading": round(time.perf_counter() - start, 1), "peak_rss_mb": round(peak_rss_mb())}
+
+
+def predict_at_scale(profile: str, sizes: tuple[int, ...], data_dir: str | None) -> list[dict]:
+    """Streamed `predict` against in-memory `score` on the first size's rows, then streamed `predict`'s peak memory on
+    every size; each measurement in a fresh process (peak RSS is per process)."""
+    adapter = smoke_adapter(data_dir) if profile == "smoke" else SHIPPED_ADAPTER
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as scratch:
+        plans = [("in-memory", sizes[0]), ("streamed", sizes[0])] + [("streamed", n) for n in sizes[1:]]
+        for mode, rows in plans:
+            source = Path(scratch) / f"corpus-{rows}.csv"
+            if not source.exists():
+                corpus(rows, data_dir, source)
+            out = Path(scratch) / f"{mode}-{rows}.json"
+            command = [sys.executable, "-m", "bench", "predict-worker", "--adapter", str(adapter), "--source",
+                       str(source), "--mode", mode, "--json", str(out)]
+            subprocess.run(command, check=True, cwd=Path(__file__).resolve().parent.parent)
+            results.append(json.loads(out.read_text()))
+    base, smallest = results[0], results[1]
+    for result in results:
+        result["rate_to_in_memory"] = round(result["tweets_per_s"] / base["tweets_per_s"], 3)
+        result["rss_to_smallest_streamed"] = round(result["peak_rss_mb"] / smallest["peak_rss_mb"], 3)
+    return results
+
+
+def peers(sample: int, data_dir: str | None, seed: int, threads: int | None) -> list[dict]:
+    """hwlib's `score` against llama.cpp on the same seeded test tweets and the same Q4_1 GGUF weights of SmolLM2:
+    llama.cpp keeps the shared system prompt in its KV cache and evaluates each tweet's own tokens, then reads the
+    three labels' logits after `... message as` (the base model: no adapter on either side)."""
+    try:
+        import llama_cpp
+    except ImportError:
+        raise SystemExit("llama.cpp is not installed: `pip install llama-cpp-python diskcache` compiles it from source "
+                         "(about 6 minutes on 2 cores; not a requirement of the course), then run this again")
+    import numpy as np
+
+    from hwlib.config import EvalConfig
+    from hwlib.evaluate import encode_for_scoring, evaluation_rows, score, shared_prefix_length
+    from hwlib.models import _fetch_smollm2_gguf, load_model
+
+    rows = evaluation_rows(EvalConfig(split="test", limit=sample, seed=seed), data_dir)
+    texts = rows["text"].tolist()
+    model, tokenizer = load_model("smollm2-135m", quantize=None)
+    start = time.perf_counter()
+    ours, _ = score(model, tokenizer, texts, progress=False)
+    hwlib_rate = len(texts) / (time.perf_counter() - start)
+
+    encoded = encode_for_scoring(tokenizer, texts)
+    prefix = shared_prefix_length(encoded)
+    llm = llama_cpp.Llama(model_path=str(_fetch_smollm2_gguf()), n_ctx=512, n_batch=512, logits_all=False,
+                          n_threads=threads or os.cpu_count(), verbose=False)
+    llm.eval(encoded[0].context[:prefix])
+    cached = llm.n_tokens
+    labels = [[c[0] for c in e.candidates] for e in encoded]
+    theirs = []
+    start = time.perf_counter()
+    for item, candidates in zip(encoded, labels):
+        llm.n_tokens = cached  # keep the shared prefix, drop the previous tweet's tokens from the cache
+        llm._ctx.kv_cache_seq_rm(-1, cached, -1)
+        llm.eval(item.context[prefix:])
+        logits = np.asarray(llm.scores[llm.n_tokens - 1])
+        theirs.append(int(np.argmax([logits[t] for t in candidates])))
+    llama_rate = len(texts) / (time.perf_counter() - start)
+    from hwlib.data import LABELS
+
+    agreement = float(np.mean([LABELS[i] == label for i, label in zip(theirs, ours)]))
+    return [{"engine": "hwlib score (torch, dequantized Q4_1, shared prefix)", "tweets_per_s": round(hwlib_rate, 2),
+             "ratio_to_llama_cpp": round(hwlib_rate / llama_rate, 2), "agreement": 1.0},
+            {"engine": f"llama.cpp {llama_cpp.__version__} (same GGUF, prefix in its KV cache)",
+             "tweets_per_s": round(llama_rate, 2), "ratio_to_llama_cpp": 1.0, "agreement": round(agreement, 4)}]
+
+
 # ---------------------------------------------------------------- matmul
 
 def matmul_seconds(tokens: int, k: int, n: int, dtype, repeats: int, warm_up: int = 10) -> float:
@@ -339,7 +450,9 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     helps = {"inference": "inference speed, side by side", "training": "training speed, side by side",
-             "peak-share": "score's speed as a share of the fp32 matmul limit, repeated"}
+             "peak-share": "score's speed as a share of the fp32 matmul limit, repeated",
+             "predict": "streamed predict on a file against in-memory score, and its peak memory on two sizes",
+             "peers": "hwlib's score against llama.cpp on the same tweets and GGUF weights"}
     for name, text in helps.items():
         command = commands.add_parser(name, help=text)
         command.add_argument("--profile", choices=sorted(DEFAULTS), default="smoke",
@@ -356,7 +469,16 @@ def main(argv: list[str] | None = None) -> None:
     commands.choices["training"].add_argument("--steps", type=int, help="steps per variant (default: 2 smoke, 8 cpu)")
     commands.choices["training"].add_argument("--variants", default=",".join(VARIANTS),
                                               help=f"comma-separated, ratios to the first (default {','.join(VARIANTS)})")
+    commands.choices["predict"].add_argument("--sizes", default="20000,200000",
+                                             help="corpus rows, comma-separated (default 20000,200000)")
+    commands.choices["peers"].add_argument("--sample", type=int, default=512, help="test tweets (default 512)")
+    commands.choices["peers"].add_argument("--threads", type=int, help="llama.cpp threads (default: every core)")
     commands.add_parser("matmul", help="bf16 vs fp32 matmul speed at SmolLM2-135M's shapes (chooses the CPU dtype)")
+    predict_worker_command = commands.add_parser("predict-worker", help=argparse.SUPPRESS)
+    predict_worker_command.add_argument("--adapter", type=Path, required=True)
+    predict_worker_command.add_argument("--source", type=Path, required=True)
+    predict_worker_command.add_argument("--mode", choices=("streamed", "in-memory"), required=True)
+    predict_worker_command.add_argument("--json", type=Path, required=True)
     worker = commands.add_parser("training-worker", help=argparse.SUPPRESS)
     worker.add_argument("--variant", choices=VARIANTS, required=True)
     worker.add_argument("--profile", required=True)
@@ -368,12 +490,23 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "training-worker":
         write_json(args.json, training_worker(args.variant, args.profile, args.steps, args.data_dir, args.json.parent))
         return
+    if args.command == "predict-worker":
+        write_json(args.json, predict_worker(args.adapter, args.source, args.mode))
+        return
     if args.command == "matmul":
         results = matmul()
         print_table(results, ["shape", "bfloat16_gflops", "float32_gflops"])
         return
     defaults = DEFAULTS[args.profile]
-    if args.command == "inference":
+    if args.command == "predict":
+        sizes = tuple(int(v) for v in args.sizes.split(",") if v.strip())
+        results = predict_at_scale(args.profile, sizes, args.data_dir)
+        print_table(results, ["mode", "rows", "tweets_per_s", "rate_to_in_memory", "peak_rss_mb",
+                              "rss_to_smallest_streamed", "seconds"])
+    elif args.command == "peers":
+        results = peers(args.sample, args.data_dir, args.seed, args.threads)
+        print_table(results, ["engine", "tweets_per_s", "ratio_to_llama_cpp", "agreement"])
+    elif args.command == "inference":
         results = inference(args.profile, args.sample or defaults["sample"], args.adapter, args.data_dir, args.seed)
         print_table(results, ["method", "tweets_per_s", "ratio_to_a", "share_of_peak", "macro_f1", "agreement_with_a",
                               "peak_rss_mb"])

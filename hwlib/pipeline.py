@@ -31,7 +31,9 @@ def eval_folder(run_dir: Path, who: str, config: EvalConfig) -> Path:
 def evaluate_one(run_dir: str | Path, who: str, config: EvalConfig, data_dir: str | None = None,
                  progress: bool = True, models: dict | None = None) -> Path:
     """One evaluation of the run's base model (`who="base"`) or its adapter (`"adapter"`), saved in its own folder
-    under `run_dir/eval/` and returned; one already there with the same settings is reused, not recomputed.
+    under `run_dir/eval/` and returned; one already there with the same settings is reused, not recomputed. A base
+    model's evaluation with the same base weights, settings and data, made by any earlier run (or shipped with the
+    course), is copied instead of computed, with a log line (`stored_base_evaluation`).
 
     `models` keeps the last loaded model between calls (one in memory at a time), so a sequence of evaluations of
     the same model loads it once."""
@@ -40,16 +42,126 @@ def evaluate_one(run_dir: str | Path, who: str, config: EvalConfig, data_dir: st
     folder = eval_folder(run_dir, who, config)
     if _reusable(folder, config, data_dir, record["quantize"] is not None):
         return folder
+    key = base_evaluation_key(record["model"], record["quantize"], config, data_dir) if who == "base" else None
+    stored = stored_base_evaluation(key) if key else None
+    if stored is not None:
+        copy_base_evaluation(stored, folder)
+        log.info("%s: the base model's evaluation reused from %s (same base weights, evaluation settings and data; "
+                 "key %s)", folder.name, stored, key_id(key))
+        return folder
     models = {} if models is None else models
-    key = (who, config.merged)
-    if key not in models:
+    if (who, config.merged) not in models:
         models.clear()
-        models[key] = (load_adapter(run_dir, merged=config.merged) if who == "adapter" else
+        models[(who, config.merged)] = (load_adapter(run_dir, merged=config.merged) if who == "adapter" else
                        load_model(record["model"], record["quantize"], merged=config.merged))
-    model, tokenizer = models[key]
+    model, tokenizer = models[(who, config.merged)]
     evaluate(model, tokenizer, config, folder, record["model"], str(run_dir) if who == "adapter" else None, data_dir,
              progress)
+    if key:
+        kept = keep_base_evaluation(folder, key)
+        log.info("%s: the base model's evaluation computed (none stored for key %s) and kept in %s for later runs",
+                 folder.name, key_id(key), kept)
     return folder
+
+
+# ---------------------------------------------------------------- base evaluations, computed once
+
+BASE_EVALUATIONS = "base-evaluations"  # a folder per key, in the user's cache and in data/ (shipped)
+BASE_EVALUATION_FILES = (METRICS, "examples.json", "predictions.csv")  # the shipped copies hold the first two
+EVALUATION_VERSION = 1  # raise it when what an evaluation computes changes (scoring, metrics): old keys stop matching
+KEY_SETTINGS = ("method", "split", "limit", "seed", "batch_size", "max_length", "max_new_tokens", "merged",
+                "examples_per_class")
+
+
+def base_evaluation_stores() -> list[Path]:
+    """Where base evaluations are looked up, in order: the user's cache (written), the course's shipped copies."""
+    from .config import PACKAGE_PARENT, cache_dir
+
+    return [cache_dir() / BASE_EVALUATIONS, PACKAGE_PARENT / "data" / BASE_EVALUATIONS]
+
+
+def base_evaluation_key(model: str, quantize: str | None, config: EvalConfig, data_dir: str | None = None) -> dict | None:
+    """Everything a base model's evaluation depends on: its weights' fingerprint and quantization, the evaluation
+    settings, the rendered prompt and the split's content; None for a base without local weights (a Hub id)."""
+    import hashlib
+    import json
+
+    from .data import LABELS, load_split
+    from .models import load_tokenizer, resolve_model, weights_fingerprint
+    from .prompts import render_transcript
+
+    folder = resolve_model(model)
+    fingerprint = weights_fingerprint(folder)
+    if fingerprint is None:
+        return None
+    split = load_split(config.split, data_dir)
+    content = json.dumps([list(split["text"]), list(split["label"])], ensure_ascii=False).encode()
+    prompt = render_transcript(load_tokenizer(folder), "a message", LABELS[-1]).encode()
+    settings = dataclasses.asdict(config)
+    return {"version": EVALUATION_VERSION, "base_weights": fingerprint, "quantize": quantize,
+            "prompt_sha256": hashlib.sha256(prompt).hexdigest(), "data_sha256": hashlib.sha256(content).hexdigest(),
+            **{name: settings[name] for name in KEY_SETTINGS}}
+
+
+def key_id(key: dict) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def stored_base_evaluation(key: dict) -> Path | None:
+    """The first stored evaluation whose recorded key equals `key` and whose record is complete, else None."""
+    for store in base_evaluation_stores():
+        folder = store / key_id(key)
+        if not (folder / METRICS).is_file():
+            continue
+        metrics = read_metrics(folder)
+        if metrics.get("base_evaluation_key") != key or not _complete(metrics):
+            log.warning("%s does not hold the evaluation its name promises (another key or an incomplete record): "
+                        "not reused", folder)
+            continue
+        return folder
+    return None
+
+
+def _complete(metrics: dict) -> bool:
+    """A record with the figures a card reads, its confusion counts adding up to its rows."""
+    try:
+        return (isinstance(metrics["macro_f1"], float) and
+                sum(map(sum, metrics["confusion"]["counts"])) == metrics["rows"] > 0)
+    except (KeyError, TypeError):
+        return False
+
+
+def keep_base_evaluation(folder: Path, key: dict) -> Path:
+    """A copy of a finished base evaluation in the user's cache, its metrics recording the key."""
+    import shutil
+
+    kept = base_evaluation_stores()[0] / key_id(key)
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in BASE_EVALUATION_FILES[1:]:
+        if (folder / name).is_file():
+            shutil.copyfile(folder / name, kept / name)
+    write_json(kept / METRICS, {**read_metrics(folder), "base_evaluation_key": key})
+    return kept
+
+
+def copy_base_evaluation(stored: Path, folder: Path) -> None:
+    """A stored base evaluation as the run's own: its files, its confusion figures redrawn, and where it came from."""
+    import shutil
+
+    from .evaluate import CONFUSION, _title
+    from .metrics import save_confusion_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in BASE_EVALUATION_FILES[1:]:
+        if (stored / name).is_file():
+            shutil.copyfile(stored / name, folder / name)
+    metrics = {**read_metrics(stored), "reused_from": str(stored)}
+    for normalised in (False, True):
+        save_confusion_png({_title(metrics): metrics}, folder / CONFUSION[normalised], normalised)
+    write_json(folder / METRICS, metrics)
 
 
 def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | None = None,
@@ -63,15 +175,7 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | N
     """
     run_dir = Path(run_dir)
     score_config = dataclasses.replace(eval_config, method="score")
-    plans = {"fine-tuned": ("adapter", score_config)}
-    if eval_config.calibrate:
-        plans["fine-tuned, validation (fits calibration)"] = (
-            "adapter", dataclasses.replace(score_config, split="validation"))
-    if eval_config.generate_limit:
-        card_method = dataclasses.replace(eval_config, method="generate", limit=eval_config.generate_limit)
-        plans["fine-tuned, card's method"] = ("adapter", card_method)
-        plans["base, card's method"] = ("base", card_method)
-    plans["base (zero-shot)"] = ("base", score_config)
+    plans = evaluation_plans(eval_config)
     models: dict = {}
     folders = {title: evaluate_one(run_dir, who, config, data_dir, progress, models)
                for title, (who, config) in plans.items()}
@@ -83,6 +187,21 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | N
         folders["TF-IDF + logistic regression"] = tfidf_baseline(run_dir, score_config, data_dir)
     write_run_card(run_dir, folders, eval_config)
     return folders
+
+
+def evaluation_plans(eval_config: EvalConfig) -> dict[str, tuple[str, EvalConfig]]:
+    """The evaluations `evaluate_run` makes, by title: who is evaluated ("adapter" or "base") and how."""
+    score_config = dataclasses.replace(eval_config, method="score")
+    plans = {"fine-tuned": ("adapter", score_config)}
+    if eval_config.calibrate:
+        plans["fine-tuned, validation (fits calibration)"] = (
+            "adapter", dataclasses.replace(score_config, split="validation"))
+    if eval_config.generate_limit:
+        card_method = dataclasses.replace(eval_config, method="generate", limit=eval_config.generate_limit)
+        plans["fine-tuned, card's method"] = ("adapter", card_method)
+        plans["base, card's method"] = ("base", card_method)
+    plans["base (zero-shot)"] = ("base", score_config)
+    return plans
 
 
 def write_run_card(run_dir: str | Path, folders: dict[str, Path], eval_config: EvalConfig) -> Path | None:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -72,3 +73,48 @@ def test_studying_the_shipped_adapter_keeps_its_card_and_whole_split_figures(tmp
     folders = evaluate_run(run_dir, sample, str(data_dir), progress=False)
     assert folders["fine-tuned"].name.endswith("-6") and (folders["fine-tuned"] / "metrics.json").is_file()
     assert len(before) >= 6 and {path: path.read_bytes() for path in kept} == before
+
+
+def test_a_base_evaluation_is_computed_once_then_reused_until_what_it_depends_on_changes(smoke_run, data_dir,
+                                                                                         tmp_path, monkeypatch,
+                                                                                         caplog):
+    import logging
+    import shutil
+
+    import pandas as pd
+
+    from hwlib import pipeline
+
+    from .test_failures import copy_run
+
+    stores = [tmp_path / "cache", tmp_path / "shipped"]
+    monkeypatch.setattr(pipeline, "base_evaluation_stores", lambda: stores)
+    config = eval_config("smoke")
+
+    def evaluate_base(name: str, settings=config, data=data_dir) -> tuple[dict, str]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="hwlib.pipeline"):
+            folder = pipeline.evaluate_one(copy_run(smoke_run, tmp_path, name), "base", settings, str(data),
+                                           progress=False)
+        return json.loads((folder / "metrics.json").read_text()), caplog.text
+
+    first, said = evaluate_base("first")
+    assert "computed (none stored" in said and "reused_from" not in first
+    again, said = evaluate_base("second")
+    assert "reused from" in said and again["reused_from"].startswith(str(stores[0]))
+    assert {k: v for k, v in again.items() if k not in ("reused_from", "base_evaluation_key")} == first
+
+    shutil.move(str(stores[0]), str(stores[1]))  # a fresh clone: only the course's shipped copy
+    assert "reused from" in evaluate_base("fresh-clone")[1]
+
+    assert "computed (none stored" in evaluate_base("other-seed", dataclasses.replace(config, seed=7))[1]
+    changed_data = tmp_path / "data"
+    shutil.copytree(data_dir, changed_data)
+    test = pd.read_parquet(changed_data / "test.parquet")
+    test.loc[0, "text"] = "an edited tweet"
+    test.to_parquet(changed_data / "test.parquet")
+    assert "computed (none stored" in evaluate_base("other-data", data=changed_data)[1]
+
+    for record in stores[1].glob("*/metrics.json"):  # a record that does not hold what its name promises
+        record.write_text(json.dumps({**json.loads(record.read_text()), "rows": 1}))
+    assert "not reused" in evaluate_base("tampered")[1]

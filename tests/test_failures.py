@@ -363,6 +363,101 @@ def no_run_config(smoke_run, tmp_path):
     assert_one_line_error(cli("predict", "--adapter", str(run), "hello"), "no run_config.json", "--base")
 
 
+def same_predictions(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Two prediction tables agree: columns, rows, labels, and probabilities to one unit of their 6th decimal."""
+    probabilities = [c for c in a.columns if c.startswith("p_")]
+    assert list(a.columns) == list(b.columns) and a["row"].tolist() == b["row"].tolist()
+    assert a["predicted"].tolist() == b["predicted"].tolist()
+    assert (a[probabilities] - b[probabilities]).abs().max().max() <= 1e-6 + 1e-12
+
+
+def bad_row_deep(smoke_run, tmp_path):
+    from hwlib.evaluate import EvalError
+    from hwlib.predict import plan_file
+
+    rows = [{"id": i, "text": f"message {i}"} for i in range(3000)]
+    rows[2712]["text"] = 12
+    path = tmp_path / "deep.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    started = time.perf_counter()
+    assert_one_line_error(cli("predict", "--adapter", str(smoke_run), "--file", str(path), "--output",
+                              str(tmp_path / "out.csv")), "row 2712", "not text")
+    assert time.perf_counter() - started < 20 and not (tmp_path / "out.csv").exists()  # no model was loaded
+    rows[2712]["text"] = "   "
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(EvalError, match="1 empty .* at row 2712"):
+        plan_file(path)
+    assert plan_file(path, allow_empty=True).rows == 3000
+
+
+def predict_existing_output(smoke_run, tmp_path):
+    source, output = tmp_path / "in.txt", tmp_path / "out.csv"
+    source.write_text("good\nbad\n")
+    output.write_text("someone's results\n")
+    assert_one_line_error(cli("predict", "--adapter", str(smoke_run), "--file", str(source), "--output", str(output)),
+                          "already exists and is not an unfinished prediction", "--overwrite")
+    assert output.read_text() == "someone's results\n"
+    result = cli("predict", "--adapter", str(smoke_run), "--file", str(source), "--output", str(output),
+                 "--overwrite", "--quiet")
+    assert result.returncode == 0 and pd.read_csv(output)["row"].tolist() == [1, 2]
+
+
+def start_predict(smoke_run, source, output, *extra):
+    return subprocess.Popen([sys.executable, "-m", "hwlib", "predict", "--adapter", str(smoke_run), "--file",
+                             str(source), "--output", str(output), "--chunk-rows", "8", "--quiet",
+                             "--text-column", "tweet", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def killed_prediction(smoke_run, tmp_path) -> tuple:
+    """A 400-row `predict --output` killed with SIGKILL after at least three chunks, and the uninterrupted file."""
+    from hwlib.data import load_split
+    from hwlib.predict import progress_record_path
+
+    source = tmp_path / "tweets.csv"
+    texts = load_split("test")["text"][:400]
+    pd.DataFrame({"id": range(len(texts)), "tweet": texts}).to_csv(source, index=False)
+    uninterrupted, output = tmp_path / "whole.csv", tmp_path / "resumed.csv"
+    assert start_predict(smoke_run, source, uninterrupted).wait(timeout=900) == 0
+    process, record = start_predict(smoke_run, source, output), progress_record_path(output)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None:
+        if record.is_file() and json.loads(record.read_text())["done_rows"] >= 24:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "finished before it could be killed: give it more rows"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = json.loads(record.read_text())
+    assert 24 <= done["done_rows"] < 400 and output.stat().st_size >= done["done_bytes"]
+    return source, output, uninterrupted, done
+
+
+def predict_sigkill_resume(smoke_run, tmp_path):
+    from hwlib.predict import progress_record_path
+
+    source, output, uninterrupted, done = killed_prediction(smoke_run, tmp_path)
+    resumed = start_predict(smoke_run, source, output)
+    _, stderr = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, stderr[-2000:]
+    assert f"resuming {output}: {done['done_rows']} of 400 rows" in stderr
+    assert not progress_record_path(output).exists()
+    same_predictions(pd.read_csv(output, keep_default_na=False), pd.read_csv(uninterrupted, keep_default_na=False))
+
+
+def predict_changed_resume(smoke_run, tmp_path):
+    source, output, _, done = killed_prediction(smoke_run, tmp_path)
+    again = ("predict", "--adapter", str(smoke_run), "--file", str(source), "--output", str(output), "--text-column",
+             "tweet")
+    assert_one_line_error(cli(*again, "--max-length", "200"), "cannot resume", "max_length", "--overwrite")
+    original = source.read_text()
+    source.write_text(original + "999,one more tweet\n")
+    assert_one_line_error(cli(*again), "cannot resume", "input_sha256")
+    assert output.stat().st_size >= done["done_bytes"]  # nothing computed was lost
+    assert cli(*again, "--overwrite", "--quiet").returncode == 0
+    assert len(pd.read_csv(output)) == 401
+
+
 # ---- the table, one test per family ------------------------------------------------------------------------------
 
 CHECKS = {case["id"]: globals()[case["id"].replace("-", "_")] for case in CASES}
