@@ -126,6 +126,14 @@ def parser() -> argparse.ArgumentParser:
     curve.add_argument("--wide", action="store_true", help="LoRA on every attention and MLP projection")
     curve.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
 
+    variants = commands.add_parser("variants", help="one-change variants of the cpu recipe, scored on validation "
+                                                     "(never reads test)")
+    variants.add_argument("--profile", choices=list(PROFILES), default="cpu", help="the recipe varied (default cpu)")
+    variants.add_argument("--output", default="runs/variants", help="folder for the runs and variants.json")
+    variants.add_argument("--names", default="two-epochs,prompt-loss", help="variants, comma-separated")
+    variants.add_argument("--seeds", default="42", help="seeds, comma-separated")
+    variants.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
+
     predict = commands.add_parser(
         "predict", help="classify messages given as arguments, in a file, or on stdin",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PREDICT_OUTPUT)
@@ -294,6 +302,17 @@ def _profiles(args) -> int:
     return 0
 
 
+def _variants(args) -> int:
+    from .search import run_variants, variants_table
+    from .runs import shipped_adapter
+
+    names = tuple(n.strip() for n in args.names.split(",") if n.strip())
+    record = run_variants(args.output, names, _int_list(args.seeds, "seeds"), args.data_dir, profile=args.profile)
+    recipe = json.loads((shipped_adapter("cpu") / "seeds.json").read_text())
+    print(variants_table(record, recipe))
+    return 0
+
+
 def _search(args) -> int:
     from .search import run_search, search_table
 
@@ -324,6 +343,7 @@ def _curve(args) -> int:
 
 
 COMMANDS = {"train": _train, "run": _run, "evaluate": _evaluate, "predict": _predict, "search": _search,
+            "variants": _variants,
             "curve": _curve, "profiles": _profiles}
 
 if __name__ == "__main__":

@@ -337,7 +337,8 @@ del student_trainer, student_model
 
 # %% [markdown]
 # Both trainers hold the same adapter on the same base and read the same tokenized rows. hwlib's differs in two
-# ways: its class replaces `compute_loss` with the shared-prefix version (the optional box below), and it keeps the
+# ways: its class replaces `compute_loss` with one that computes the same loss faster (the optional box below: the
+# shared prompt run once per batch, and the LM head projected only where the loss is), and it keeps the
 # adapter's weights in fp32 (`hwlib.train.cast_adapter`; the paragraph above says why), which differs from TRL's
 # choice only where the compute dtype is bf16 or fp16 (GPUs; the compute dtype printed above). To train with
 # your own objects, call `student_trainer.train()`: that is all `lesson_run` does with `TRAIN = True`, plus
@@ -404,7 +405,7 @@ print(f"{prompt_length} prompt tokens masked with -100, {len(input_ids) - prompt
 # its output; a **key/value cache** stores those keys and values so that later positions can use them without
 # recomputing the earlier ones (generation uses it token by token). In a causal model the keys and values at the
 # shared positions depend only on the tokens before them, so they are identical in every row of a batch, and a plain
-# training step computes them twelve times. hwlib's trainer (`make_shared_prefix_trainer`:
+# training step computes them twelve times. hwlib's trainer (`hwlib.shared_prefix.make_hwlib_trainer`:
 # TRL's `SFTTrainer` with only `compute_loss` changed) runs the shared prefix once, as a batch of one and with
 # gradients, hands its keys and values to every row as a cache, and runs only each row's own tokens. It cannot keep
 # that cache from one step to the next: the LoRA weights on `k_proj` and `v_proj` change the prefix's keys and
@@ -439,6 +440,19 @@ print(f"loss over whole rows {loss_whole_rows.item():.6f}, with the prefix share
 # twelve rows, eleven copies of the prefix are skipped. The README's Speed section measures what that does to a
 # whole training step (`python -m bench training`).
 #
+# The same `compute_loss` saves a second piece of work. The loss needs the LM head's scores (a projection onto the
+# whole vocabulary) only at the positions whose next token carries a label. TRL computes only those on CUDA; on other
+# devices it computes every position and discards the rest. hwlib's `compute_loss` takes TRL's own compact path on
+# every device (`loss_positions_only`; the equality above covers it, since `SFTTrainer.compute_loss` is TRL's default
+# path). How much it skips on these four rows:
+
+# %%
+head_width = trainer.model.get_output_embeddings().weight.shape[0]
+in_loss = int((rows["labels"][:, 1:] != -100).sum())
+print(f"{in_loss} of {real_tokens} real positions predict a label: the LM head ({head_width:,} tokens wide) runs "
+      f"at those {in_loss} only, {in_loss / real_tokens:.0%} of the positions")
+
+# %% [markdown]
 # ## Training and its curves
 #
 # With `TRAIN = True`, `lesson_run` called `trainer.train()` on a trainer like the one above (checkpoints every

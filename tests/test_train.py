@@ -365,6 +365,32 @@ def test_learning_curve_points_resume_and_summarise(tmp_path, data_dir):
     assert plot_curve(rows).get_xscale() == "log"
 
 
+def test_variants_train_from_the_cli_and_are_tabled_against_the_recipe_seeds(tmp_path, data_dir):
+    """`python -m hwlib variants` on the smoke profile (plumbing only): each variant trains with its one change and is
+    scored on validation; the table puts it beside the shipped recipe's seeds in units of their spread."""
+    from hwlib.search import VARIANTS, variants_table
+
+    output = tmp_path / "variants"
+    result = subprocess.run([sys.executable, "-m", "hwlib", "variants", "--profile", "smoke", "--names",
+                             ",".join(VARIANTS), "--output", str(output), "--data-dir", str(data_dir)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((output / "variants.json").read_text())
+    assert [r["variant"] for r in record["rows"]] == sorted(VARIANTS)
+    for row in record["rows"]:
+        config = read_run(output / f"{row['variant']}-seed42")["config"]
+        assert all(config[name] == value for name, value in VARIANTS[row["variant"]].items())
+    recipe = {"seeds": [{"validation_macro_f1": 0.60, "validation_macro_recall": 0.70},
+                        {"validation_macro_f1": 0.62, "validation_macro_recall": 0.72}]}
+    rows = [{"variant": "x", "seed": s, "validation_macro_f1": f, "validation_macro_recall": 0.7, "train_min": 1.0}
+            for s, f in ((42, 0.64), (43, 0.66))]
+    table = variants_table({"rows": rows}, recipe)
+    sd = 0.02 ** 0.5 * 0.1  # the sample sd of 0.60 and 0.62
+    assert f"| x | 2 | 0.6500 ± 0.0141 | 0.7000 ± 0.0000 | +0.0400 ({0.04 / sd:+.1f}) | 1.0 |" in table
+    assert table.splitlines()[2].startswith("| `cpu` recipe | 2 | 0.6100 ± 0.0141 |")
+    assert all(f"| {name} | 1 |" in result.stdout for name in VARIANTS)  # the CLI prints the table
+
+
 def test_curve_command_refuses_bad_sizes():
     result = subprocess.run([sys.executable, "-m", "hwlib", "curve", "--sizes", "600,lots"], capture_output=True,
                             text=True)
