@@ -74,10 +74,12 @@ KEY_SETTINGS = ("method", "split", "limit", "seed", "batch_size", "max_length", 
 
 
 def base_evaluation_stores() -> list[Path]:
-    """Where base evaluations are looked up, in order: the user's cache (written), the course's shipped copies."""
+    """Where base evaluations are looked up, in order: the user's cache (written), the course's shipped copies (in a
+    clone, or inside the installed package)."""
     from .config import PACKAGE_PARENT, cache_dir
 
-    return [cache_dir() / BASE_EVALUATIONS, PACKAGE_PARENT / "data" / BASE_EVALUATIONS]
+    return [cache_dir() / BASE_EVALUATIONS, PACKAGE_PARENT / "data" / BASE_EVALUATIONS,
+            PACKAGE_PARENT / "hwlib" / "shipped_base_evaluations"]
 
 
 def base_evaluation_key(model: str, quantize: str | None, config: EvalConfig, data_dir: str | None = None) -> dict | None:

@@ -52,14 +52,14 @@ SHIPPED_ADAPTERS = {"cpu": "smollm2-135m-cpu", "cpu-card": "smollm2-135m-card-re
 
 
 def shipped_adapter(profile: str) -> Path | None:
-    """The committed adapter of a profile, looked up in the clone this package runs from (or the one the current
-    folder is in, for a non-editable install in Colab); None when the profile ships none."""
+    """The committed adapter of a profile, looked up in the clone this package runs from, in the installed package
+    (`hwlib/shipped_adapters/`, from a wheel), or in the clone the current folder is in; None when it ships none."""
     name = SHIPPED_ADAPTERS.get(profile)
     if name is None:
         return None
-    roots = (PACKAGE_PARENT, Path.cwd(), Path.cwd().parent)
-    for root in roots:
-        folder = root / "data" / "adapters" / name
+    folders = [root / "data" / "adapters" / name for root in (PACKAGE_PARENT, Path.cwd(), Path.cwd().parent)]
+    folders.insert(1, PACKAGE_PARENT / "hwlib" / "shipped_adapters" / name)
+    for folder in folders:
         if (folder / RUN_CONFIG).is_file():
             return folder
     return None

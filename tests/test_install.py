@@ -55,6 +55,7 @@ def test_colab_install_in_a_fresh_environment(tmp_path):
         "import hwlib, hwlib.data as d\n"
         "print(hwlib.__file__)\n"
         "print(d.load_splits()['test'].num_rows, d.data_source())\n"
+        "from hwlib.runs import resolve_adapter; print(resolve_adapter('smollm2-135m-cpu'))\n"
         "import torch as again; print(again.__version__ == torch.__version__)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("HWLIB_DATA_DIR", "PYTHONPATH")}
@@ -62,8 +63,9 @@ def test_colab_install_in_a_fresh_environment(tmp_path):
                             timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
-    assert lines[-3].startswith(site), lines  # the fresh, non-editable copy, not this clone
-    assert lines[-2] == "12284 bundled copy (sha256 verified)"
+    assert lines[-4].startswith(site), lines  # the fresh, non-editable copy, not this clone
+    assert lines[-3] == "12284 bundled copy (sha256 verified)"
+    assert lines[-2].startswith(site) and lines[-2].endswith("shipped_adapters/smollm2-135m-cpu")  # from the wheel
     assert lines[-1] == "True"
 
 
