@@ -130,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
                                                      "(never reads test)")
     variants.add_argument("--profile", choices=list(PROFILES), default="cpu", help="the recipe varied (default cpu)")
     variants.add_argument("--output", default="runs/variants", help="folder for the runs and variants.json")
-    variants.add_argument("--names", default="two-epochs,prompt-loss", help="variants, comma-separated")
+    variants.add_argument("--names", default="two-epochs,prompt-loss,head", help="variants, comma-separated")
     variants.add_argument("--seeds", default="42", help="seeds, comma-separated")
     variants.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
 
@@ -295,10 +295,15 @@ def _profiles(args) -> int:
     from .config import default_profile
     from .train import profile_note
 
+    from .search import VARIANTS
+
     for name, settings in PROFILES.items():
         marker = "  (default here)" if name == default_profile() else ""
         print(f"{name}{marker}\n  {profile_note(name)}")
         print("  " + ", ".join(f"{k}={v}" for k, v in settings.items()) + "\n")
+    print("variants of cpu, one change each, compared on validation (python -m hwlib variants --names NAME):")
+    for name, changes in VARIANTS.items():
+        print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
     return 0
 
 

@@ -46,6 +46,8 @@ class TrainConfig:
     epochs: float = setting(1.0, "passes over the training rows")
     max_steps: int = setting(-1, "stop after this many steps (> 0; smoke runs); -1 runs the epochs")
     max_length: int = setting(256, "tokens per training conversation; longer ones are cut")
+    head: str = setting("generate", "what is trained: generate (the card's answer sentence, by the LM head) or classify "
+                        "(a 3-way classification head on the prompt's last token; hwlib.head)")
     completion_only_loss: bool = setting(True, "loss on the answer only (TRL's completion_only_loss); False puts "
                                          "the whole conversation, prompt included, in the loss")
     train_size: int | None = setting(None, "training rows drawn from the train split; None uses every row")
@@ -176,6 +178,7 @@ TRAIN_RULES = {
     "max_length": (lambda v: _positive_int(v) and v >= 32, "an integer of at least 32 tokens"),
     "train_size": (lambda v: v is None or _positive_int(v), "None (every row) or a positive integer"),
     "sampling": (lambda v: v in ("stratified", "balanced"), "'stratified' or 'balanced'"),
+    "head": (lambda v: v in ("generate", "classify"), "'generate' (the card's method) or 'classify'"),
     "logging_steps": (_positive_int, "a positive integer"),
     "save_steps": (_positive_int, "a positive integer"),
     "target_modules": (lambda v: len(v) > 0, "at least one module name, e.g. k_proj,v_proj"),

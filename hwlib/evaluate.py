@@ -155,6 +155,10 @@ def score(model, tokenizer, texts, batch_size: int = 32, prefix_cache: bool = Tr
     """
     texts = check_texts(texts)
     _check_batch_size(batch_size)
+    from .head import classify, is_classifier
+
+    if is_classifier(model):  # the classification-head variant: its three logits are the label scores
+        return classify(model, tokenizer, texts, batch_size, progress, bar)
     encoded = encode_for_scoring(tokenizer, texts)
     prefix = shared_prefix_length(encoded) if prefix_cache else 0
     device = next(model.parameters()).device
@@ -238,6 +242,10 @@ def _score_batch(model, batch: list[Encoded], prefix: int, cache, device, tokeni
 def generate(model, tokenizer, texts, batch_size: int = 16, max_new_tokens: int = 16,
              progress: bool = True) -> tuple[list[str], list[str]]:
     """The card's method: batched greedy decoding, then `postprocess_sentiment`; labels ("" if none) and raw text."""
+    from .head import is_classifier
+
+    if is_classifier(model):
+        raise EvalError("a model with a classification head writes no text: evaluate it with method 'score'")
     texts = check_texts(texts)
     _check_batch_size(batch_size)
     device = next(model.parameters()).device

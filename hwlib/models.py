@@ -259,8 +259,9 @@ def _english_sample() -> str:
     return codecs.decode(this.s, "rot13")
 
 
-def quantization_config(quantize: str | None):
-    """`BitsAndBytesConfig` for 4-bit NF4 with double quantization, or None for full-precision weights."""
+def quantization_config(quantize: str | None, keep: tuple[str, ...] = ()):
+    """`BitsAndBytesConfig` for 4-bit NF4 with double quantization, or None for full-precision weights; `keep`: layers
+    left in full precision besides the LM head (a classification head, trained whole)."""
     if quantize is None:
         return None
     if quantize != "nf4":
@@ -276,7 +277,7 @@ def quantization_config(quantize: str | None):
 
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype(),
+        bnb_4bit_compute_dtype=compute_dtype(), **({"llm_int8_skip_modules": list(keep)} if keep else {}),
     )
 
 
@@ -295,27 +296,37 @@ def load_tokenizer(name_or_path: str):
 
 
 def load_model(name: str = "smollm2-135m", quantize: str | None = "nf4", adapter: str | Path | None = None,
-               trainable: bool = False, merged: bool = False):
+               trainable: bool = False, merged: bool = False, head: str = "generate"):
     """Model and tokenizer, the base in 4-bit NF4 by default, optionally with a saved LoRA adapter on top.
 
     `merged=True` (inference only) gives the same model as plain dense layers: the NF4 weights held dequantized in
     the compute dtype, the adapter folded in. Same predictions up to rounding; no 4-bit kernels, so much faster on CPU.
+    `head="classify"` puts a 3-way classification head on the base instead of its LM head (`hwlib.head`).
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from .data import ID2LABEL
+    from .head import HEAD_MODULE
 
     if merged and trainable:
         raise ConfigError("merged=True is for inference: a merged model has no separate adapter to train")
     path = resolve_model(name)
     tokenizer = load_tokenizer(path)
-    bnb_config = quantization_config(quantize)  # checked even when merged: the same weights, rounded below
+    classify = head == "classify"
+    # checked even when merged: the same weights, rounded below
+    bnb_config = quantization_config(quantize, (HEAD_MODULE,) if classify else ())
     kwargs = dict(dtype=compute_dtype(), quantization_config=None if merged else bnb_config)
+    if classify:
+        kwargs.update(num_labels=len(ID2LABEL), id2label=dict(ID2LABEL),
+                      label2id={label: i for i, label in ID2LABEL.items()}, pad_token_id=tokenizer.pad_token_id)
+    model_class = AutoModelForSequenceClassification if classify else AutoModelForCausalLM
     if device() == "cuda":
         from accelerate import PartialState
 
         kwargs["device_map"] = {"": PartialState().device}  # each data-parallel process on its own GPU
     try:
         with _quiet_loading():
-            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            model = model_class.from_pretrained(path, **kwargs)
     except OSError as error:
         raise ModelError(
             f"could not load model {name!r} from {path} ({error}). Hub models need internet or a local copy: "
@@ -337,7 +348,8 @@ def load_model(name: str = "smollm2-135m", quantize: str | None = "nf4", adapter
 def round_to_nf4(model) -> int:
     """Replace each decoder linear weight by its NF4 double-quantized value, as `BitsAndBytesConfig` would store it.
 
-    transformers quantizes every `nn.Linear` except the output head; the 4-bit model computes with exactly these
+    transformers quantizes every `nn.Linear` except the output head (the LM head, or hwlib's classification head
+    `score`, which it is told to keep); the 4-bit model computes with exactly these
     dequantized values, so a dense model holding them predicts what the 4-bit one does. Returns the layers rounded.
     """
     import torch
@@ -345,7 +357,7 @@ def round_to_nf4(model) -> int:
 
     rounded = 0
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and name != "lm_head" and not name.endswith(".lm_head"):
+        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in ("lm_head", "score"):
             weight = module.weight.data
             packed, state = quantize_4bit(weight, blocksize=64, compress_statistics=True, quant_type="nf4")
             weight.copy_(dequantize_4bit(packed, state, quant_type="nf4").to(weight.dtype).view_as(weight))
@@ -429,4 +441,13 @@ def load_adapter(folder: str | Path, trainable: bool = False, merged: bool = Fal
     """
     base = base or adapter_base_model(folder)
     verify_fingerprints(folder, base)
-    return load_model(base, adapter_quantization(folder), adapter=folder, trainable=trainable, merged=merged)
+    return load_model(base, adapter_quantization(folder), adapter=folder, trainable=trainable, merged=merged,
+                      head=adapter_head(folder))
+
+
+def adapter_head(folder: str | Path) -> str:
+    """What the adapter's run trained: `generate` (the LM head, the card's method) or `classify` (a 3-way head)."""
+    run_config = Path(folder) / RUN_CONFIG
+    if not run_config.is_file():
+        return "generate"
+    return json.loads(run_config.read_text())["config"].get("head", "generate")

@@ -177,7 +177,7 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | N
     """
     run_dir = Path(run_dir)
     score_config = dataclasses.replace(eval_config, method="score")
-    plans = evaluation_plans(eval_config)
+    plans = evaluation_plans(eval_config, read_run(run_dir)["config"].get("head", "generate"))
     models: dict = {}
     folders = {title: evaluate_one(run_dir, who, config, data_dir, progress, models)
                for title, (who, config) in plans.items()}
@@ -191,14 +191,15 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig, data_dir: str | N
     return folders
 
 
-def evaluation_plans(eval_config: EvalConfig) -> dict[str, tuple[str, EvalConfig]]:
-    """The evaluations `evaluate_run` makes, by title: who is evaluated ("adapter" or "base") and how."""
+def evaluation_plans(eval_config: EvalConfig, head: str = "generate") -> dict[str, tuple[str, EvalConfig]]:
+    """The evaluations `evaluate_run` makes, by title: who is evaluated ("adapter" or "base") and how. A run with a
+    classification head (`head="classify"`) writes no text, so the card's generate method is left out."""
     score_config = dataclasses.replace(eval_config, method="score")
     plans = {"fine-tuned": ("adapter", score_config)}
     if eval_config.calibrate:
         plans["fine-tuned, validation (fits calibration)"] = (
             "adapter", dataclasses.replace(score_config, split="validation"))
-    if eval_config.generate_limit:
+    if eval_config.generate_limit and head == "generate":
         card_method = dataclasses.replace(eval_config, method="generate", limit=eval_config.generate_limit)
         plans["fine-tuned, card's method"] = ("adapter", card_method)
         plans["base, card's method"] = ("base", card_method)

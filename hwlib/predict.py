@@ -221,11 +221,11 @@ class Classifier:
         self.settings = prediction_settings(self.adapter, base, max_length, batch_size)
         self.model, self.tokenizer = load_adapter(self.adapter, merged=merged, base=base)
 
-    def __call__(self, messages, text_column: str = "text", allow_empty: bool = False, bar=None) -> pd.DataFrame:
+    def __call__(self, messages, text_column: str = "text", allow_empty: bool = False) -> pd.DataFrame:
         """Label a message, a list of them, or a DataFrame's `text_column` (its other columns are kept)."""
         if isinstance(messages, str):
             messages = [messages]
-        elif isinstance(messages, (str, Path)) or not hasattr(messages, "__iter__"):
+        elif isinstance(messages, Path) or not hasattr(messages, "__iter__"):
             raise EvalError(f"messages must be a string, a list of strings or a DataFrame (got "
                             f"{type(messages).__name__}); label a file with .file(path)")
         if isinstance(messages, pd.DataFrame):
@@ -239,10 +239,11 @@ class Classifier:
             messages = list(messages)
             frame = pd.DataFrame({"row": range(len(messages)), "text": pd.Series(messages, dtype=object)})
             text_column = "text"
-        return self.label_rows(frame, text_column, allow_empty, bar)
+        return self.label_rows(frame, text_column, allow_empty)
 
     def label_rows(self, frame: pd.DataFrame, text_column: str, allow_empty: bool = False, bar=None) -> pd.DataFrame:
-        """`frame` (with `row`) and the predicted columns; an empty frame comes back with them, empty."""
+        """`frame` (with `row`) and the predicted columns; an empty frame comes back with them, empty. `bar`: a tqdm
+        bar to advance per batch (a file shows one bar over all its chunks)."""
         if frame.empty:
             return frame.assign(**{c: pd.Series(dtype=object if c == "predicted" else float)
                                    for c in PREDICTED_COLUMNS})

@@ -206,6 +206,7 @@ def curve_findings(rows: list[dict]) -> list[str]:
 VARIANTS: dict[str, dict] = {
     "two-epochs": dict(epochs=2.0),
     "prompt-loss": dict(completion_only_loss=False),
+    "head": dict(head="classify"),
 }
 
 
@@ -228,8 +229,11 @@ def run_variants(root: str | Path = "runs/variants", names=tuple(VARIANTS), seed
                                   **VARIANTS[name])
             point = validation_point(config, data_dir, progress)
             rows[(name, seed)] = {"variant": name, "changes": VARIANTS[name], **point}
-            write_json(path, {"command": f"python -m hwlib variants --profile {profile} --output {root}", "rows": sorted(
-                rows.values(), key=lambda r: (r["variant"], r["seed"]))})
+            ordered = sorted(rows.values(), key=lambda r: (r["variant"], r["seed"]))
+            commands = [f"python -m hwlib variants --profile {profile} --names {variant} --seeds "
+                        f"{','.join(str(r['seed']) for r in ordered if r['variant'] == variant)} --output {root}"
+                        for variant in dict.fromkeys(r["variant"] for r in ordered)]
+            write_json(path, {"commands": commands, "rows": ordered})
     return json.loads(path.read_text())
 
 
@@ -262,3 +266,25 @@ def variants_table(record: dict, recipe: dict) -> str:
         lines.append(f"| {name} | {len(rows)} | {cell(f1)} | {cell(recall)} | {delta:+.4f} ({delta / f1_sd:+.1f}) | "
                      f"{train_min:.1f} |")
     return "\n".join(lines)
+
+
+def variant_findings(record: dict, recipe: dict) -> list[str]:
+    """One sentence per variant: its macro-F1 difference from the recipe's seed mean, in recipe seed deviations, and
+    what that allows (item 5's rule: within two deviations is not a proven gain)."""
+    import statistics
+
+    base = [s["validation_macro_f1"] for s in recipe["seeds"]]
+    mean, sd = statistics.mean(base), statistics.stdev(base)
+    findings = []
+    for name in dict.fromkeys(r["variant"] for r in record["rows"]):
+        rows = [r for r in record["rows"] if r["variant"] == name]
+        delta = statistics.mean(r["validation_macro_f1"] for r in rows) - mean
+        seeds = f"{len(rows)} seed{'s' if len(rows) > 1 else ''}"
+        if abs(delta) < 2 * sd:
+            verdict = "inside two deviations: not a proven difference" + (
+                "; more seeds would decide it" if len(rows) < 3 else "")
+        else:
+            verdict = "beyond two deviations: " + ("better" if delta > 0 else "worse") + " than the recipe"
+        findings.append(f"{name} ({seeds}): {delta:+.4f} validation macro-F1 against the recipe's mean, "
+                        f"{delta / sd:+.1f} of its seed deviations ({sd:.4f}), {verdict}.")
+    return findings

@@ -58,12 +58,9 @@ def precision_flags() -> dict[str, bool]:
     return {"bf16": compute_dtype() == torch.bfloat16, "fp16": compute_dtype() == torch.float16}
 
 
-def sft_config(config: TrainConfig):
-    """TRL settings for this hardware: no activation checkpointing, bf16 where native, loss on the answer only unless
-    `completion_only_loss=False` (the prompt-loss variant)."""
-    from trl import SFTConfig
-
-    return SFTConfig(
+def training_arguments(config: TrainConfig) -> dict:
+    """The Trainer's arguments every hwlib run shares, generative (`sft_config`) or with a classification head."""
+    return dict(
         output_dir=str(Path(config.output_dir) / CHECKPOINTS),
         per_device_train_batch_size=config.batch_size,
         num_train_epochs=config.epochs,
@@ -71,8 +68,6 @@ def sft_config(config: TrainConfig):
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
-        max_length=config.max_length,
-        completion_only_loss=config.completion_only_loss,
         activation_checkpointing=config.activation_checkpointing,
         **precision_flags(),
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
@@ -86,6 +81,15 @@ def sft_config(config: TrainConfig):
         use_cpu=device() == "cpu",
         dataloader_pin_memory=device() == "cuda",
     )
+
+
+def sft_config(config: TrainConfig):
+    """TRL settings for this hardware: no activation checkpointing, bf16 where native, loss on the answer only unless
+    `completion_only_loss=False` (the prompt-loss variant)."""
+    from trl import SFTConfig
+
+    return SFTConfig(**training_arguments(config), max_length=config.max_length,
+                     completion_only_loss=config.completion_only_loss)
 
 
 # Why each setting that hwlib changes from peft's and TRL's defaults has the value it has (notebook 03 shows them).
@@ -162,8 +166,12 @@ def build_trainer(config: TrainConfig, model=None, tokenizer=None, dataset: Data
     from trl import SFTTrainer
 
     if model is None:
-        model, tokenizer = load_model(config.model, config.quantize, trainable=True)
+        model, tokenizer = load_model(config.model, config.quantize, trainable=True, head=config.head)
     dataset = training_data(config) if dataset is None else dataset
+    if config.head == "classify":
+        from .head import build_head_trainer
+
+        return build_head_trainer(config, model, tokenizer, dataset)
     speed_ups = config.shared_prefix or config.loss_positions_only
     trainer_class = (make_hwlib_trainer(SFTTrainer, config.shared_prefix, config.loss_positions_only) if speed_ups
                      else SFTTrainer)

@@ -576,6 +576,24 @@ display(Markdown("\n".join(f"- {finding}" for finding in curve_findings(curve["r
 # (minutes on the machine each point was trained on, which differs between points: docs/results.md names them). The README's "Learning curve" section lists every point and says which profile these results
 # point to.
 #
+# ### Other levers, one change at a time
+#
+# More data is one lever. `python -m hwlib variants` tries others on the same 3,000 rows, each changing one setting
+# of this recipe: two passes over the rows instead of one (`epochs=2`), or the loss over the whole conversation
+# instead of the answer alone (`completion_only_loss=False`: the prompt's tokens are learned too, which work on
+# instruction tuning reports helps most when answers are short and examples few). Each is scored on validation, and
+# the yardstick is the recipe's own seed-to-seed spread: a difference inside two of its standard deviations is not
+# evidence. The course ships the measured table beside the adapter.
+
+# %%
+from hwlib.search import variant_findings, variants_table
+
+variants = json.loads((shipped_adapter("cpu") / "variants.json").read_text())
+seeds = json.loads((shipped_adapter("cpu") / "seeds.json").read_text())
+display(Markdown(variants_table(variants, seeds)))
+display(Markdown("\n".join(f"- {finding}" for finding in variant_findings(variants, seeds))))
+
+# %% [markdown]
 # ## The saved adapter
 #
 # The run folder holds the adapter (a few MB, next to a base model of hundreds of MB), the tokenizer, the loss

@@ -103,6 +103,17 @@ def training_losses() -> str:
     return f"Loss per step (different orders of the same examples: `hwlib` groups batches by length): {losses}."
 
 
+def variants() -> str:
+    """The one-change variants of the cpu recipe on validation, beside its seeds (`python -m hwlib variants`)."""
+    from hwlib.search import variant_findings, variants_table
+
+    record = json.loads((RUNS["improved (cpu)"] / "variants.json").read_text())
+    recipe = json.loads((RUNS["improved (cpu)"] / "seeds.json").read_text())
+    return "\n".join([" and ".join(f"`{command}`" for command in record["commands"]), "",
+                      variants_table(record, recipe), ""] +
+                     [f"- {finding}" for finding in variant_findings(record, recipe)])
+
+
 def seed_variation() -> str:
     """The cpu recipe's three seeds on test and validation (written by tools/seed_spread.py)."""
     spread = script_names(ROOT / "tools" / "seed_spread.py")
@@ -113,7 +124,7 @@ def seed_variation() -> str:
 HOMES = {"headline": "README.md", "quality": "docs/results.md", "search": "docs/results.md",
          "learning curve": "docs/results.md", "seed variation": "docs/results.md", "inference speed": "docs/speed.md",
          "share of the compute limit": "docs/speed.md", "training speed": "docs/speed.md",
-         "training losses": "docs/speed.md"}
+         "training losses": "docs/speed.md", "variants": "docs/results.md"}
 
 
 def sections() -> dict[str, str]:
@@ -134,6 +145,7 @@ def sections() -> dict[str, str]:
                                                  "minor_faults_per_s", "peak_rss_mb", "final_loss", "shared_prefix",
                                                  "activation_checkpointing", "compute_dtype", "adapter_dtype"]),
         "training losses": training_losses(),
+        "variants": variants(),
     }
 
 
