@@ -579,11 +579,14 @@ display(Markdown("\n".join(f"- {finding}" for finding in curve_findings(curve["r
 # ### Other levers, one change at a time
 #
 # More data is one lever. `python -m hwlib variants` tries others on the same 3,000 rows, each changing one setting
-# of this recipe: two passes over the rows instead of one (`epochs=2`), or the loss over the whole conversation
-# instead of the answer alone (`completion_only_loss=False`: the prompt's tokens are learned too, which work on
-# instruction tuning reports helps most when answers are short and examples few). Each is scored on validation, and
-# the yardstick is the recipe's own seed-to-seed spread: a difference inside two of its standard deviations is not
-# evidence. The course ships the measured table beside the adapter.
+# of this recipe: two passes over the rows instead of one (`epochs=2`); the loss over the whole conversation instead
+# of the answer alone (`completion_only_loss=False`: the prompt's tokens are learned too, which work on instruction
+# tuning reports helps most when answers are short and examples few); or no answer sentence at all, but a 3-way
+# classification head on the prompt's last token trained with cross-entropy on the label (`head="classify"`, the
+# classic recipe for classifying with an LLM: transformers' `...ForSequenceClassification` with peft's `SEQ_CLS`
+# LoRA on the same `k_proj`/`v_proj`, trained by transformers' `Trainer`, since TRL's trainers do not classify).
+# Each is scored on validation, and the yardstick is the recipe's own seed-to-seed spread: a difference inside two
+# of its standard deviations is not evidence. The course ships the measured table beside the adapter.
 
 # %%
 from hwlib.search import variant_findings, variants_table
