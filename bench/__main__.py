@@ -386,11 +386,11 @@ def peers(sample: int, data_dir: str | None, seed: int, threads: int | None) -> 
     labels = [[c[0] for c in e.candidates] for e in encoded]
     theirs = []
     start = time.perf_counter()
+    vocabulary = llm.n_vocab()
     for item, candidates in zip(encoded, labels):
-        llm.n_tokens = cached  # keep the shared prefix, drop the previous tweet's tokens from the cache
-        llm._ctx.kv_cache_seq_rm(-1, cached, -1)
+        llm.n_tokens = cached  # keep the shared prefix; `eval` drops the previous tweet's tokens from the cache
         llm.eval(item.context[prefix:])
-        logits = np.asarray(llm.scores[llm.n_tokens - 1])
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(vocabulary,))  # the last position's
         theirs.append(int(np.argmax([logits[t] for t in candidates])))
     llama_rate = len(texts) / (time.perf_counter() - start)
     from hwlib.data import LABELS
