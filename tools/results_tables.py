@@ -124,7 +124,9 @@ def seed_variation() -> str:
 HOMES = {"headline": "README.md", "quality": "docs/results.md", "search": "docs/results.md",
          "learning curve": "docs/results.md", "seed variation": "docs/results.md", "inference speed": "docs/speed.md",
          "share of the compute limit": "docs/speed.md", "training speed": "docs/speed.md",
-         "training losses": "docs/speed.md", "variants": "docs/results.md"}
+         "training losses": "docs/speed.md", "variants": "docs/results.md",
+         "training speed, LM head positions": "docs/speed.md", "predict at scale": "docs/predict.md",
+         "llama.cpp": "docs/predict.md"}
 
 
 def sections() -> dict[str, str]:
@@ -146,6 +148,12 @@ def sections() -> dict[str, str]:
                                                  "activation_checkpointing", "compute_dtype", "adapter_dtype"]),
         "training losses": training_losses(),
         "variants": variants(),
+        "training speed, LM head positions": bench("training-loss-positions-cpu", [
+            "variant", "examples_per_s", "ratio", "s_per_step", "peak_rss_mb", "final_loss", "shared_prefix",
+            "loss_positions_only"]),
+        "predict at scale": bench("predict-smoke", ["mode", "rows", "tweets_per_s", "rate_to_in_memory",
+                                                    "peak_rss_mb", "rss_to_smallest_streamed", "seconds"]),
+        "llama.cpp": bench("peers-cpu", ["engine", "tweets_per_s", "ratio_to_llama_cpp", "agreement"]),
     }
 
 
