@@ -14,6 +14,8 @@ import typing
 from .config import PROFILES, ConfigError, EvalConfig, HwlibError, TrainConfig, eval_config, train_config
 from .runs import RUN_CONFIG
 
+DATA_DIR_HELP = "local data folder (default $HWLIB_DATA_DIR, else the bundled copy, else the Hub)"
+
 TRAIN_SKIP = {"profile", "output_dir"}
 
 
@@ -108,7 +110,7 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", required=True, help="folder for predictions.csv, metrics.json, PNGs")
     evaluate.add_argument("--base", help=f"the base model, for an adapter folder without {RUN_CONFIG}")
     evaluate.add_argument("--quantize", default="nf4", help="base model weights: nf4 (default) or none")
-    evaluate.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
+    evaluate.add_argument("--data-dir", help=DATA_DIR_HELP)
     _add_fields(evaluate, EvalConfig, set())
 
     commands.add_parser("profiles", help="the named profiles (what each changes, why, how long it takes), the "
@@ -116,7 +118,7 @@ def parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="the validation search behind the cpu profile (never reads test)")
     search.add_argument("--output", default="runs/search", help="folder for the trials and search.json")
-    search.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
+    search.add_argument("--data-dir", help=DATA_DIR_HELP)
 
     curve = commands.add_parser("curve", help="learning curve: validation macro-F1 against training rows (never "
                                               "reads test)")
@@ -125,7 +127,7 @@ def parser() -> argparse.ArgumentParser:
     curve.add_argument("--sampling", default="balanced,stratified", help="balanced, stratified or both")
     curve.add_argument("--seeds", default="42", help="seeds, comma-separated (several give mean ± sd)")
     curve.add_argument("--wide", action="store_true", help="LoRA on every attention and MLP projection")
-    curve.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
+    curve.add_argument("--data-dir", help=DATA_DIR_HELP)
 
     variants = commands.add_parser("variants", help="one-change variants of the cpu recipe, scored on validation "
                                                      "(never reads test)")
@@ -133,7 +135,7 @@ def parser() -> argparse.ArgumentParser:
     variants.add_argument("--output", default="runs/variants", help="folder for the runs and variants.json")
     variants.add_argument("--names", help="variants, comma-separated (default: all; `profiles` lists them)")
     variants.add_argument("--seeds", default="42", help="seeds, comma-separated")
-    variants.add_argument("--data-dir", help="local data folder (default $HWLIB_DATA_DIR, else the Hub)")
+    variants.add_argument("--data-dir", help=DATA_DIR_HELP)
 
     predict = commands.add_parser(
         "predict", help="classify messages given as arguments, in a file, or on stdin",
@@ -314,13 +316,13 @@ def _profiles(args) -> int:
 
 
 def _variants(args) -> int:
-    from .search import VARIANTS, run_variants, variants_table
+    from .search import VARIANTS, card_recipe_point, run_variants, variants_table
     from .runs import shipped_adapter
 
     names = tuple(n.strip() for n in (args.names or ",".join(VARIANTS)).split(",") if n.strip())
     record = run_variants(args.output, names, _int_list(args.seeds, "seeds"), args.data_dir, profile=args.profile)
     recipe = json.loads((shipped_adapter("cpu") / "seeds.json").read_text())
-    print(variants_table(record, recipe))
+    print(variants_table(record, recipe, card_recipe_point() if args.profile == "cpu" else None))
     return 0
 
 

@@ -250,9 +250,27 @@ def run_variants(root: str | Path = "runs/variants", names=tuple(VARIANTS), seed
     return json.loads(path.read_text())
 
 
-def variants_table(record: dict, recipe: dict) -> str:
+def card_recipe_point() -> dict | None:
+    """The shipped card-recipe adapter (`cpu-card`) on the whole validation split, as a variants row; None where
+    its validation evaluation is not shipped (`python -m hwlib evaluate --adapter
+    data/adapters/smollm2-135m-card-recipe-cpu --split validation --output .../eval/adapter-score-validation-all`)."""
+    from .runs import shipped_adapter
+
+    folder = shipped_adapter("cpu-card")
+    metrics = folder / EVAL / "adapter-score-validation-all" / METRICS if folder else None
+    if metrics is None or not metrics.is_file():
+        return None
+    scores = read_metrics(metrics.parent)
+    run = read_run(folder)
+    return {"variant": "the card's recipe (`cpu-card`)", "seed": run["config"]["seed"],
+            "validation_macro_f1": round(scores["macro_f1"], 4), "validation_macro_recall": round(scores["macro_recall"], 4),
+            "train_min": round(run["wall_time_s"] / 60, 1)}
+
+
+def variants_table(record: dict, recipe: dict, card: dict | None = None) -> str:
     """Validation macro-F1 / macro-recall per variant (mean ± sd over its seeds) beside the `cpu` recipe's seeds, with
-    each difference in units of the recipe's seed-to-seed standard deviation (the yardstick: within 2, not proven)."""
+    each difference in units of the recipe's seed-to-seed standard deviation (the yardstick: within 2, not proven);
+    `card` (`card_recipe_point()`) adds the card's own recipe as the first row."""
     import statistics
 
     def spread(values):
@@ -269,7 +287,7 @@ def variants_table(record: dict, recipe: dict) -> str:
              "train min |", "|---|---|---|---|---|---|"]
     lines.append(f"| `cpu` recipe | {len(base_f1)} | {cell(base_f1)} | {cell(base_recall)} | — | — |")
     by_variant: dict[str, list[dict]] = {}
-    for row in record["rows"]:
+    for row in ([card] if card else []) + record["rows"]:
         by_variant.setdefault(row["variant"], []).append(row)
     for name, rows in by_variant.items():
         f1 = [r["validation_macro_f1"] for r in rows]

@@ -105,12 +105,12 @@ def training_losses() -> str:
 
 def variants() -> str:
     """The one-change variants of the cpu recipe on validation, beside its seeds (`python -m hwlib variants`)."""
-    from hwlib.search import variant_findings, variants_table
+    from hwlib.search import card_recipe_point, variant_findings, variants_table
 
     record = json.loads((RUNS["improved (cpu)"] / "variants.json").read_text())
     recipe = json.loads((RUNS["improved (cpu)"] / "seeds.json").read_text())
     return "\n".join([" and ".join(f"`{command}`" for command in record["commands"]), "",
-                      variants_table(record, recipe), ""] +
+                      variants_table(record, recipe, card_recipe_point()), ""] +
                      [f"- {finding}" for finding in variant_findings(record, recipe)])
 
 
