@@ -294,7 +294,7 @@ def variants_table(record: dict, recipe: dict, card: dict | None = None) -> str:
         recall = [r["validation_macro_recall"] for r in rows]
         delta = statistics.mean(f1) - f1_mean
         train_min = statistics.mean(r["train_min"] for r in rows)
-        lines.append(f"| {name} | {len(rows)} | {cell(f1)} | {cell(recall)} | {delta:+.4f} ({delta / f1_sd:+.1f}) | "
+        lines.append(f"| {name} | {len(rows)} | {cell(f1)} | {cell(recall)} | {delta:+.4f} ({delta / f1_sd:+.2f}) | "
                      f"{train_min:.1f} |")
     return "\n".join(lines)
 
@@ -317,5 +317,5 @@ def variant_findings(record: dict, recipe: dict) -> list[str]:
         else:
             verdict = "beyond two deviations: " + ("better" if delta > 0 else "worse") + " than the recipe"
         findings.append(f"{name} ({seeds}): {delta:+.4f} validation macro-F1 against the recipe's mean, "
-                        f"{delta / sd:+.1f} of its seed deviations ({sd:.4f}), {verdict}.")
+                        f"{delta / sd:+.2f} of its seed deviations ({sd:.4f}), {verdict}.")
     return findings

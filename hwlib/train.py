@@ -459,12 +459,19 @@ def save_run(trainer, config: TrainConfig, dataset: Dataset, metrics: dict, wall
 
 
 def _base_notice(folder: Path, model: str) -> None:
-    """The notice a base's terms ask every copy of a derivative to carry (Gemma's), written beside the adapter."""
+    """The notice a base's terms ask every copy of a derivative to carry (Gemma's), written beside the adapter with
+    the terms themselves (copied from the converted base)."""
+    from .config import cache_dir
     from .models import EMBEDDED
 
-    notice = EMBEDDED[model].derivative_notice if model in EMBEDDED else None
-    if notice:
-        (folder / "NOTICE").write_text(notice)
+    embedded = EMBEDDED.get(model)
+    if embedded is None or not embedded.derivative_notice:
+        return
+    (folder / "NOTICE").write_text(embedded.derivative_notice)
+    for member in embedded.notices:
+        terms = cache_dir() / embedded.folder / Path(member).name
+        if terms.is_file() and terms.suffix == ".html":
+            shutil.copyfile(terms, folder / terms.name)
 
 
 def _portable_base_name(adapter_config: Path, model: str) -> None:

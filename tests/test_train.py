@@ -389,7 +389,7 @@ def test_variants_train_from_the_cli_and_are_tabled_against_the_recipe_seeds(tmp
             for s, f in ((42, 0.64), (43, 0.66))]
     table = variants_table({"rows": rows}, recipe)
     sd = 0.02 ** 0.5 * 0.1  # the sample sd of 0.60 and 0.62
-    assert f"| x | 2 | 0.6500 ± 0.0141 | 0.7000 ± 0.0000 | +0.0400 ({0.04 / sd:+.1f}) | 1.0 |" in table
+    assert f"| x | 2 | 0.6500 ± 0.0141 | 0.7000 ± 0.0000 | +0.0400 ({0.04 / sd:+.2f}) | 1.0 |" in table
     assert table.splitlines()[2].startswith("| `cpu` recipe | 2 | 0.6100 ± 0.0141 |")
     assert all(f"| {name} | 1 |" in result.stdout for name in VARIANTS)  # the CLI prints the table
 
