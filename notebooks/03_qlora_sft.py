@@ -588,8 +588,8 @@ display(Markdown("\n".join(f"- {finding}" for finding in curve_findings(curve["r
 # another base model, Gemma 3 270M (`model="gemma3-270m"`, Google's pretrained model, twice SmolLM2's size, most of it
 # the embedding of a 262,144-token vocabulary; at half the learning rate, not tuned).
 # Each is scored on validation, and the yardstick is the recipe's own seed-to-seed spread: a difference inside two
-# of its standard deviations is not evidence. The course ships the measured table beside the adapter; its first
-# rows give the scale: the card's own recipe (its shipped adapter) and this lesson's recipe, with three seeds.
+# of its standard deviations is not evidence. The course ships the measured table beside the adapter; its first two
+# rows give the scale: this lesson's recipe with its three seeds, then the card's own recipe (its shipped adapter).
 
 # %%
 from hwlib.search import card_recipe_point, variant_findings, variants_table
