@@ -33,31 +33,36 @@ def special_strings(tokenizer) -> tuple[str, ...]:
     return tuple(sorted(found, key=len, reverse=True))
 
 
-def template_markers(tokenizer, template: str | None = None, eos_token: str | None = None) -> tuple[str, ...]:
+def template_markers(tokenizer, template: str | None = None, eos_token: str | None = None,
+                     bos_token: str | None = None) -> tuple[str, ...]:
     """The markup a chat template writes around the turns (`<|im_start|>user`, `<|assistant|>`, `</s>`, ...), as
     whitespace-separated pieces that are not plain words, longest first. Special tokens or not, a message must not
     contain them: on Zephyr `<|user|>` and `<|assistant|>` are ordinary text that the template itself writes."""
-    return _template_markers(template or tokenizer.chat_template or CHATML_TEMPLATE, tokenizer, eos_token)
+    return _template_markers(template or tokenizer.chat_template or CHATML_TEMPLATE, tokenizer, eos_token, bos_token)
 
 
 @lru_cache(maxsize=16)
-def _template_markers(template: str, tokenizer, eos_token: str | None) -> tuple[str, ...]:
+def _template_markers(template: str, tokenizer, eos_token: str | None, bos_token: str | None = None) -> tuple[str, ...]:
     probe = {role: f"PROBE{role.upper()}7f3a" for role in ("system", "user", "assistant")}
     conversation = [{"role": role, "content": content} for role, content in probe.items()]
     if not _supports_system_role(template, tokenizer):
         conversation = conversation[1:]
-    extra = {} if eos_token is None else {"eos_token": eos_token}
+    extra = {name: token for name, token in (("eos_token", eos_token), ("bos_token", bos_token)) if token is not None}
     rendered = tokenizer.apply_chat_template(conversation, chat_template=template, tokenize=False,
                                              add_generation_prompt=False, **extra)
+    bos = bos_token if bos_token is not None else tokenizer.bos_token
+    if "bos_token" in template and bos and rendered.startswith(bos):  # a marker of its own, not glued to the first turn's
+        rendered = f"{bos} {rendered[len(bos):]}"
     for content in probe.values():
         rendered = rendered.replace(content, " ")
     pieces = {piece for piece in rendered.split() if not piece.isalnum()}
     return tuple(sorted(pieces, key=len, reverse=True))
 
 
-def protected_strings(tokenizer, template: str | None = None, eos_token: str | None = None) -> tuple[str, ...]:
+def protected_strings(tokenizer, template: str | None = None, eos_token: str | None = None,
+                      bos_token: str | None = None) -> tuple[str, ...]:
     """What `neutralize` breaks in a message: the tokenizer's special tokens and the template's own markup."""
-    found = set(special_strings(tokenizer)) | set(template_markers(tokenizer, template, eos_token))
+    found = set(special_strings(tokenizer)) | set(template_markers(tokenizer, template, eos_token, bos_token))
     return tuple(sorted(found, key=len, reverse=True))
 
 
@@ -174,6 +179,7 @@ class ChatFormat:
     end_of_turn: str
     special_markers: tuple[str, ...]
     system_turn: bool = True  # False: a system message opens the user's turn instead of a turn of its own
+    bos_token: str = ""  # what the template writes first where it writes `bos_token` (Gemma's `<bos>`)
 
 
 # SmolLM2 and Lite-Oute use ChatML; TinyLlama-1.1B-Chat uses the Zephyr layout, where only `</s>` is a special token
@@ -183,8 +189,8 @@ CHAT_FORMATS: dict[str, ChatFormat] = {
     "smollm2-135m": ChatFormat("ChatML", CHATML_TEMPLATE, "<|im_end|>", ("<|im_start|>", "<|im_end|>")),
     "lite-oute-300m": ChatFormat("ChatML", CHATML_TEMPLATE, "<|im_end|>", ("<|im_start|>", "<|im_end|>")),
     "tinyllama-1.1b": ChatFormat("Zephyr", ZEPHYR_TEMPLATE, "</s>", ("</s>",)),
-    "gemma3-270m": ChatFormat("Gemma", GEMMA_TEMPLATE, "<end_of_turn>", ("<start_of_turn>", "<end_of_turn>"),
-                              system_turn=False),
+    "gemma3-270m": ChatFormat("Gemma", GEMMA_TEMPLATE, "<end_of_turn>",
+                              ("<bos>", "<start_of_turn>", "<end_of_turn>"), system_turn=False, bos_token="<bos>"),
 }
 
 
@@ -193,9 +199,10 @@ def render_in_format(tokenizer, preset: str, text: str, label: str, system_role:
     offline with any tokenizer (the template is text; only the special tokens' spelling comes from the preset).
     `system_role=False` renders the fallback for templates without a system turn (the system text opens the user's)."""
     chat = CHAT_FORMATS[preset]
-    example = build_example(text, label, system_role, protected_strings(tokenizer, chat.template, chat.end_of_turn))
+    specials = protected_strings(tokenizer, chat.template, chat.end_of_turn, chat.bos_token or None)
+    example = build_example(text, label, system_role, specials)
     return tokenizer.apply_chat_template(example["prompt"] + example["completion"], chat_template=chat.template,
-                                         tokenize=False, eos_token=chat.end_of_turn)
+                                         tokenize=False, eos_token=chat.end_of_turn, bos_token=chat.bos_token)
 
 
 def token_counts(tokenizer, text: str, label: str) -> dict[str, int]:

@@ -164,12 +164,14 @@ pd.DataFrame(rows[:6] + rows[-8:]).set_index("position")
 #
 # The course names three base models. SmolLM2 and Lite-Oute use ChatML, as above. TinyLlama-1.1B-Chat uses the
 # Zephyr layout: the role is written as `<|user|>` and every turn ends with the model's end-of-sequence token `</s>`.
-# The same messages therefore become different strings, and a model fine-tuned in one layout should be used in that
+# Gemma 3 270M, the course's second offline base, has a layout of its own: `<bos>` first, turns opened by
+# `<start_of_turn>user` or `<start_of_turn>model` and closed by `<end_of_turn>`, and no system turn, so the system
+# prompt opens the user's turn. The same messages therefore become different strings, and a model fine-tuned in one layout should be used in that
 # layout. Each is rendered here with its own end-of-turn token.
 #
 # Not every marker is a special token. In ChatML both `<|im_start|>` and `<|im_end|>` are special tokens of the
-# SmolLM2 and Lite-Oute tokenizers; in TinyLlama's Zephyr layout only `</s>` is, and `<|user|>` or `<|assistant|>`
-# are spelled with ordinary sub-word tokens. That matters for safety: a tweet that *contains* a marker must not be
+# SmolLM2 and Lite-Oute tokenizers, as are `<bos>` and the turn markers in Gemma's converted copy; in TinyLlama's
+# Zephyr layout only `</s>` is, and `<|user|>` or `<|assistant|>` are spelled with ordinary sub-word tokens. That matters for safety: a tweet that *contains* a marker must not be
 # able to close its turn and write a fake answer. `hwlib` breaks every marker the template writes, special or not,
 # with an invisible zero-width space before it reaches the template (`hwlib.prompts.neutralize`). The second cell
 # below lists, per preset, the markers its template writes (the role name is part of ChatML's marker), which special
@@ -195,7 +197,7 @@ marker_table = pd.DataFrame([
      "in the hostile tweet's rendering": render_in_format(tokenizer, preset, hostile, "negative").count(marker),
      "in a plain tweet's rendering": render_in_format(tokenizer, preset, message, "negative").count(marker)}
     for preset, chat in CHAT_FORMATS.items()
-    for marker in template_markers(tokenizer, chat.template, chat.end_of_turn)])
+    for marker in template_markers(tokenizer, chat.template, chat.end_of_turn, chat.bos_token or None)])
 assert (marker_table["in the hostile tweet's rendering"] == marker_table["in a plain tweet's rendering"]).all()
 marker_table
 

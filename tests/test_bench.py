@@ -39,12 +39,13 @@ def test_bench_smoke(command, tmp_path, data_dir):
             assert row["share_of_peak_best"] == round(row["tweets_per_s_best"] / row["limit_tweets_per_s_best"], 3)
             assert 0 <= row["padding_share"] < 1
     else:
-        assert [r["variant"] for r in rows] == ["trl-defaults", "hwlib", "hwlib-shared-prefix", "hwlib-bf16",
-                                                "hwlib-bf16-adapter"]
+        assert [r["variant"] for r in rows] == ["trl-defaults", "hwlib", "hwlib-shared-prefix", "hwlib-loss-positions",
+                                                "hwlib-both", "hwlib-bf16", "hwlib-bf16-adapter"]
         assert rows[0]["activation_checkpointing"] and not rows[1]["activation_checkpointing"]
-        assert [r["shared_prefix"] for r in rows] == [False, False, True, False, False]
-        assert rows[3]["compute_dtype"] == "bfloat16"
-        assert [r["adapter_dtype"] for r in rows] == ["bfloat16", "float32", "float32", "float32", "bfloat16"]
+        assert [r["shared_prefix"] for r in rows] == [False, False, True, False, True, False, False]
+        assert [r["loss_positions_only"] for r in rows] == [False, False, False, True, True, False, False]
+        assert rows[5]["compute_dtype"] == "bfloat16"
+        assert [r["adapter_dtype"] for r in rows] == ["bfloat16"] + ["float32"] * 5 + ["bfloat16"]
         assert all(r["steps"] == 2 and len(r["losses"]) == 2 for r in rows)
     assert "smoke" in result.stdout
 

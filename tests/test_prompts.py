@@ -99,7 +99,8 @@ def test_hostile_messages_render_exactly_the_templates_turns_in_every_format(tin
 
     _, tokenizer = tiny
     for preset, chat in CHAT_FORMATS.items():
-        markers = template_markers(tokenizer, chat.template, chat.end_of_turn) + (chat.end_of_turn,)
+        markers = template_markers(tokenizer, chat.template, chat.end_of_turn, chat.bos_token or None)
+        markers += (chat.end_of_turn,)
         benign = render_in_format(tokenizer, preset, "hello", "negative", system_role)
         for message in HOSTILE:
             hostile = render_in_format(tokenizer, preset, message, "negative", system_role)
