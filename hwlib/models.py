@@ -8,14 +8,14 @@ import hashlib
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 from .config import ConfigError, cache_dir, compute_dtype, device
-from .embedded import SMOLLM2, EmbeddedModel, ModelError, convert_gguf, ensure_embedded, fetch_gguf, file_sha256, gemma3
+from .embedded import GEMMA3, SMOLLM2, ModelError, convert_gguf, ensure_embedded, fetch_gguf, file_sha256
 from .embedded import write_tiny_gemma3_gguf
-from .prompts import CHAT_FORMATS, CHATML_TEMPLATE, ensure_chat_template
+from .prompts import CHATML_TEMPLATE, ensure_chat_template
 from .runs import RUN_CONFIG
 
 log = logging.getLogger(__name__)
@@ -23,8 +23,6 @@ log = logging.getLogger(__name__)
 SMOLLM2_WHEEL = SMOLLM2.wheels[0].requirement
 SMOLLM2_WHEEL_FILE = SMOLLM2.wheels[0].file
 SMOLLM2_GGUF = SMOLLM2.gguf
-GEMMA3 = gemma3(CHAT_FORMATS["gemma3-270m"].template, CHAT_FORMATS["gemma3-270m"].special_markers,
-                CHAT_FORMATS["gemma3-270m"].end_of_turn)
 EMBEDDED = {"smollm2-135m": SMOLLM2, "gemma3-270m": GEMMA3}
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.gguf")
 
@@ -155,8 +153,8 @@ def ensure_tiny_random_gemma3(seed: int = 0) -> Path:
     if (folder / "model.safetensors").is_file():
         return folder
     gguf = write_tiny_gemma3_gguf(cache_dir() / "gguf" / f"{folder.name}.gguf", seed)
-    tiny = EmbeddedModel(folder.name, gguf.name, file_sha256(gguf), (), "", "A tiny random Gemma 3 for tests.\n",
-                         GEMMA3.chat_template, GEMMA3.special_markers, GEMMA3.end_of_turn)
+    tiny = replace(GEMMA3, folder=folder.name, gguf=gguf.name, gguf_sha256=file_sha256(gguf), wheels=(),
+                   source_note="A tiny random Gemma 3 for tests.\n", notices=(), derivative_notice=None)
     return convert_gguf(tiny, gguf, folder)
 
 

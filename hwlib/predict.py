@@ -5,7 +5,6 @@ the work split between processes under `accelerate launch`."""
 from __future__ import annotations
 
 import codecs
-import hashlib
 import json
 import logging
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .data import LABELS
+from .embedded import file_sha256
 from .evaluate import EMPTY, EvalError, check_texts, predict, refuse_blank
 from .files import write_json
 
@@ -170,14 +170,6 @@ def scan(path: str | Path, text_column: str = "text", allow_empty: bool = False,
     return rows
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ---------------------------------------------------------------- the model, loaded once
 
 def processes():
@@ -194,11 +186,11 @@ def prediction_settings(adapter: str | Path, base: str | None = None, max_length
                         batch_size: int = 32) -> dict:
     """What a label depends on besides the input, read without loading a model: recorded beside an unfinished
     output and compared when it resumes."""
-    from .models import adapter_base_model, file_sha256 as sha256
+    from .models import adapter_base_model
     from .runs import resolve_adapter
 
     adapter = resolve_adapter(adapter)
-    return {"adapter": str(adapter.resolve()), "adapter_sha256": sha256(adapter / "adapter_model.safetensors"),
+    return {"adapter": str(adapter.resolve()), "adapter_sha256": file_sha256(adapter / "adapter_model.safetensors"),
             "base": base or adapter_base_model(adapter), "method": "score", "max_length": max_length,
             "batch_size": batch_size}
 
