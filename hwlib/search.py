@@ -207,8 +207,10 @@ VARIANTS: dict[str, dict] = {
     "two-epochs": dict(epochs=2.0),
     "prompt-loss": dict(completion_only_loss=False),
     "head": dict(head="classify"),
-    # A second base: Gemma 3 270M, at half the recipe's learning rate (a larger model; not tuned).
+    # A second base: Gemma 3 270M, at half the recipe's learning rate (a larger model), and at the recipe's own: its
+    # learning rate is chosen between the two on validation.
     "gemma": dict(model="gemma3-270m", learning_rate=1e-3),
+    "gemma-lr2e-3": dict(model="gemma3-270m", learning_rate=2e-3),
 }
 # On the tiny `smoke` profile a variant that swaps the base trains the base's tiny stand-in (plumbing only).
 SMOKE_STAND_INS = {"gemma3-270m": "tiny-random-gemma3"}

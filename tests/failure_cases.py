@@ -38,7 +38,7 @@ CASES: list[dict[str, str]] = [
     dict(id="batch-size", family="settings", case="`evaluate --batch-size -1` (or 0)",
          outcome="one line: `batch_size=-1 cannot work: it must be a positive number of messages`"),
     dict(id="bool-flag", family="settings", case="`train --group-by-length maybe`",
-         outcome="refused by the argument parser: not a boolean (it used to mean False)"),
+         outcome="refused by the argument parser: not a boolean (a lenient parser would read it as False)"),
     dict(id="none-overrides", family="settings", case="`train_config(quantize=None)`, `train_config(train_size=None)`",
          outcome="honoured: plain LoRA, every training row"),
     dict(id="nan-scores", family="settings", case="a model whose scores come out NaN",
@@ -72,7 +72,7 @@ CASES: list[dict[str, str]] = [
     dict(id="other-base", family="fingerprints", case="the adapter on a base of the same shape with other weights",
          outcome="one line: not the base this adapter was trained on"),
     dict(id="no-run-config", family="fingerprints", case="an adapter folder without run_config.json",
-         outcome="one line asking for `--base` (it used to load the Hub's model silently)"),
+         outcome="one line asking for `--base` (never a silent guess at the Hub's model)"),
 ]
 
 
