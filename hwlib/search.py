@@ -264,15 +264,20 @@ def card_recipe_point() -> dict | None:
         return None
     scores = read_metrics(metrics.parent)
     run = read_run(folder)
-    return {"variant": "the card's recipe (`cpu-card`)", "seed": run["config"]["seed"],
-            "validation_macro_f1": round(scores["macro_f1"], 4), "validation_macro_recall": round(scores["macro_recall"], 4),
-            "train_min": round(run["wall_time_s"] / 60, 1)}
+    point = {"variant": "the card's recipe (`cpu-card`)", "seed": run["config"]["seed"],
+             "validation_macro_f1": round(scores["macro_f1"], 4),
+             "validation_macro_recall": round(scores["macro_recall"], 4), "train_min": round(run["wall_time_s"] / 60, 1)}
+    test = folder / EVAL / "adapter-score-test-all" / METRICS  # the card's configuration, read once on test
+    if test.is_file():
+        point["test_macro_f1"] = round(read_metrics(test.parent)["macro_f1"], 4)
+    return point
 
 
 def variants_table(record: dict, recipe: dict, card: dict | None = None) -> str:
     """Validation macro-F1 / macro-recall per variant (mean ± sd over its seeds) beside the `cpu` recipe's seeds, with
     each difference in units of the recipe's seed-to-seed standard deviation (the yardstick: within 2, not proven);
-    `card` (`card_recipe_point()`) adds the card's own recipe as the first row."""
+    `card` (`card_recipe_point()`) adds the card's own recipe as the first row. Test macro-F1 is shown only where test
+    was read: the chosen recipe's seeds and the card's configuration; a variant's test stays unread."""
     import statistics
 
     def spread(values):
@@ -286,8 +291,10 @@ def variants_table(record: dict, recipe: dict, card: dict | None = None) -> str:
     base_recall = [s["validation_macro_recall"] for s in recipe["seeds"]]
     (f1_mean, f1_sd), (recall_mean, recall_sd) = spread(base_f1), spread(base_recall)
     lines = ["| configuration | seeds | validation macro-F1 | macro-recall | macro-F1 vs recipe (recipe sds) | "
-             "train min |", "|---|---|---|---|---|---|"]
-    lines.append(f"| `cpu` recipe | {len(base_f1)} | {cell(base_f1)} | {cell(base_recall)} | — | — |")
+             "train min | test macro-F1 |", "|---|---|---|---|---|---|---|"]
+    base_test = [s["test_macro_f1"] for s in recipe["seeds"] if "test_macro_f1" in s]
+    lines.append(f"| `cpu` recipe | {len(base_f1)} | {cell(base_f1)} | {cell(base_recall)} | — | — | "
+                 f"{cell(base_test) if base_test else 'not read'} |")
     by_variant: dict[str, list[dict]] = {}
     for row in ([card] if card else []) + record["rows"]:
         by_variant.setdefault(row["variant"], []).append(row)
@@ -296,8 +303,9 @@ def variants_table(record: dict, recipe: dict, card: dict | None = None) -> str:
         recall = [r["validation_macro_recall"] for r in rows]
         delta = statistics.mean(f1) - f1_mean
         train_min = statistics.mean(r["train_min"] for r in rows)
+        test = [r["test_macro_f1"] for r in rows if "test_macro_f1" in r]
         lines.append(f"| {name} | {len(rows)} | {cell(f1)} | {cell(recall)} | {delta:+.4f} ({delta / f1_sd:+.2f}) | "
-                     f"{train_min:.1f} |")
+                     f"{train_min:.1f} | {cell(test) if test else 'not read'} |")
     return "\n".join(lines)
 
 

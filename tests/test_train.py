@@ -389,8 +389,14 @@ def test_variants_train_from_the_cli_and_are_tabled_against_the_recipe_seeds(tmp
             for s, f in ((42, 0.64), (43, 0.66))]
     table = variants_table({"rows": rows}, recipe)
     sd = 0.02 ** 0.5 * 0.1  # the sample sd of 0.60 and 0.62
-    assert f"| x | 2 | 0.6500 ± 0.0141 | 0.7000 ± 0.0000 | +0.0400 ({0.04 / sd:+.2f}) | 1.0 |" in table
-    assert table.splitlines()[2].startswith("| `cpu` recipe | 2 | 0.6100 ± 0.0141 |")
+    assert f"| x | 2 | 0.6500 ± 0.0141 | 0.7000 ± 0.0000 | +0.0400 ({0.04 / sd:+.2f}) | 1.0 | not read |" in table
+    assert table.splitlines()[2] == "| `cpu` recipe | 2 | 0.6100 ± 0.0141 | 0.7100 ± 0.0141 | — | — | not read |"
+    recipe["seeds"][0]["test_macro_f1"] = 0.68  # test read for the chosen recipe only: shown in its row alone
+    table = variants_table({"rows": rows}, recipe, {"variant": "card", "validation_macro_f1": 0.5,
+                                                    "validation_macro_recall": 0.5, "train_min": 2.0,
+                                                    "test_macro_f1": 0.55})
+    assert table.splitlines()[2].endswith("| — | — | 0.6800 |") and "| 2.0 | 0.5500 |" in table
+    assert table.splitlines()[-1].endswith("| 1.0 | not read |")
     assert all(f"| {name} | 1 |" in result.stdout for name in VARIANTS)  # the CLI prints the table
 
 
