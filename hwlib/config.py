@@ -62,7 +62,7 @@ class TrainConfig:
     shared_prefix: bool = setting(True, "compute the prompt every example shares once per batch "
                                   "(hwlib.shared_prefix)")
     loss_positions_only: bool = setting(True, "project the LM head only at the positions in the loss, on every "
-                                        "device (TRL does so on CUDA only; hwlib.shared_prefix)")
+                                        "device (TRL does so on CUDA and XPU only; hwlib.shared_prefix)")
     data_dir: str | None = setting(None, "a local data folder; None: $HWLIB_DATA_DIR, the bundled copy, the Hub")
     output_dir: str = setting("runs/default", "the run folder")
     profile: str = setting("custom", "the profile these settings came from (bookkeeping)")

@@ -94,7 +94,7 @@ def sft_config(config: TrainConfig):
 
 # Why each setting that hwlib changes from peft's and TRL's defaults has the value it has (notebook 03 shows them).
 WHY = {
-    "r": "rank of the update B·A: the card's 8; the cpu profile's 16 was chosen on validation",
+    "r": "rank of the update B·A: the card's 8; the cpu profile's 16 scored higher on validation (one seed)",
     "lora_alpha": "the update is scaled by alpha / r; every profile keeps alpha = 2r, so the scale is 2 at any rank",
     "lora_dropout": "a little dropout on the adapter's input, against overfitting a few thousand tweets",
     "target_modules": "the card adapts the attention keys and values only",
@@ -107,11 +107,12 @@ WHY = {
     "learning_rate": "the card's 5e-4; the cpu profile's 2e-3 was chosen on validation",
     "lr_scheduler_type": "linear decay (card) or cosine (cpu profile)",
     "warmup_steps": "below 1 it is a share of the steps: a gentle start for the fresh adapter",
-    "max_length": "every tweet fits in 256 tokens with the prompt (notebook 01), so nothing is cut",
+    "max_length": "the longest of 500 sampled training conversations is far under 256 tokens (notebook 01), so nothing is cut",
     "completion_only_loss": "True learns the answer only (prompt tokens get the label -100); False, the whole "
                             "conversation (the prompt-loss variant)",
-    "activation_checkpointing": "recomputing activations saves memory a 135M model does not need, at ~30% more time",
-    "gradient_checkpointing": "recomputing activations saves memory a 135M model does not need, at ~30% more time",
+    "activation_checkpointing": "recomputing activations saves memory a 135M model does not need, at ~20% more "
+                                "time (TRL's documentation)",
+    "gradient_checkpointing": "transformers' older name for activation_checkpointing: the same switch",
     "bf16": "from the one device rule (hwlib.config.compute_dtype)",
     "fp16": "from the one device rule (hwlib.config.compute_dtype)",
     "train_sampling_strategy": "batches of similar length waste less compute on padding",
@@ -156,7 +157,7 @@ def changed_settings(settings) -> "pd.DataFrame":
         value = getattr(settings, field.name)
         if plain(value) != plain(default):
             rows.append({"setting": field.name, "default": plain(default), "used": plain(value),
-                         "why": WHY.get(field.name, "derived by TRL/peft from the settings above")})
+                         "why": WHY.get(field.name, "set by TRL, peft or transformers, not by a setting of hwlib")})
     return pd.DataFrame(rows).set_index("setting")
 
 
