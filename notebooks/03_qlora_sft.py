@@ -499,14 +499,23 @@ sns.lineplot(data=history, x="step", y="learning_rate", ax=axes[1]).set_title("l
 fig.tight_layout()
 
 # %%
+import math
+
 from IPython.display import Markdown, display
 
 first, last = history.iloc[0], history.iloc[-1]
 quarter = history[history["step"] <= history["step"].max() / 4].iloc[-1]
+answer_tokens = len(input_ids) - prompt_length  # the example of the -100 section
+guess = math.log(3) / answer_tokens  # the sentence learned perfectly, the label a guess among three
+below = history[history["loss"] < guess]
 display(Markdown(
     f"The loss falls from **{first['loss']:.2f}** at step {first['step']:.0f} to **{quarter['loss']:.2f}** by step "
     f"{quarter['step']:.0f} (a quarter of the run) and ends at **{last['loss']:.3f}**; the learning rate peaks at "
-    f"**{history['learning_rate'].max():.2g}**."
+    f"**{history['learning_rate'].max():.2g}**. The plotted loss is a mean over the answer's {answer_tokens} tokens: "
+    f"a model that wrote the sentence perfectly but guessed the label would sit at ln 3 / {answer_tokens} = "
+    f"**{guess:.3f}**, " + (f"a line the curve first goes below at step {below['step'].iloc[0]:.0f}: the loss "
+                            "under that line is the label being learned." if len(below) else
+                            "and the curve never gets below it: the label is not being learned.")
 ))
 
 # %% [markdown]
