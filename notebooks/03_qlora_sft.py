@@ -513,8 +513,8 @@ display(Markdown(
     f"{quarter['step']:.0f} (a quarter of the run) and ends at **{last['loss']:.3f}**; the learning rate peaks at "
     f"**{history['learning_rate'].max():.2g}**. The plotted loss is a mean over the answer's {answer_tokens} tokens: "
     f"a model that wrote the sentence perfectly but guessed the label would sit at ln 3 / {answer_tokens} = "
-    f"**{guess:.3f}**, " + (f"a line the curve first goes below at step {below['step'].iloc[0]:.0f}: the loss "
-                            "under that line is the label being learned." if len(below) else
+    f"**{guess:.3f}**, " + (f"a line the curve first goes below at step {below['step'].iloc[0]:.0f}: below it the "
+                            "label is predicted better than a guess, and further falls are the label being learned." if len(below) else
                             "and the curve never gets below it: the label is not being learned.")
 ))
 
