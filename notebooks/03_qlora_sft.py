@@ -84,8 +84,10 @@ run_dir, config = run.folder, run.config  # config: the settings of the run stud
 print(f"run: {run_dir}\nobtained: {run.how}")
 
 # %% [markdown]
-# The settings of this run, as the typed configuration holds them. Everything the training depends on is in this one
-# object; the profile changed a few fields from the card's defaults.
+# `obtained` says where the run came from; a shipped adapter is studied from a copy in `runs/` (the `-shipped` folder),
+# so what this lesson writes never lands in the repository's `data/`. The settings of this run, as the typed
+# configuration holds them: everything the training depends on is in this one object, and the profile changed a few
+# fields from the card's defaults (`output_dir` and `profile` are bookkeeping, not recipe).
 
 # %%
 import pandas as pd
@@ -106,7 +108,7 @@ pd.DataFrame([{"setting": name, "card default": getattr(defaults, name), "this r
 # The 4-bit format is *NormalFloat* (NF4). Weights are cut into blocks of 64. Each block is divided by its largest
 # absolute value (its *absmax*), which maps it into [-1, 1], and each value is then replaced by the nearest of 16 fixed
 # levels. The 16 levels are not evenly spaced: they are quantiles of a normal distribution, because trained weights
-# are roughly normally distributed, so the levels share the weights more evenly than evenly spaced levels would. To compute, a layer multiplies each
+# are roughly normally distributed, so the levels follow the weights more closely than evenly spaced levels would. To compute, a layer multiplies each
 # stored level by its block's absmax again (*dequantizes*) on the fly.
 #
 # Let us do it by hand on the first block of the first layer's `k_proj`, then check against bitsandbytes. (The
