@@ -400,6 +400,21 @@ def test_variants_train_from_the_cli_and_are_tabled_against_the_recipe_seeds(tmp
     assert all(f"| {name} | 1 |" in result.stdout for name in VARIANTS)  # the CLI prints the table
 
 
+def test_a_learning_rate_trial_names_the_rate_kept_and_the_kept_rate_is_judged_once_it_has_seeds():
+    from hwlib.search import RATE_TRIALS, variant_findings
+
+    trial, of = next(iter(RATE_TRIALS.items()))
+    recipe = {"seeds": [{"validation_macro_f1": f} for f in (0.64, 0.65, 0.66)]}
+    rows = [{"variant": of, "seed": 42, "validation_macro_f1": 0.66},
+            {"variant": trial, "seed": 42, "validation_macro_f1": 0.65}]
+    found = variant_findings({"rows": rows}, recipe)
+    assert all(f"{of}'s rate is the one given more seeds" in line for line in found)
+    rows += [{"variant": of, "seed": seed, "validation_macro_f1": 0.70} for seed in (43, 44)]
+    found = {line.split(" (")[0]: line for line in variant_findings({"rows": rows}, recipe)}
+    assert "beyond two deviations: better than the recipe" in found[of]
+    assert "given more seeds" in found[trial]
+
+
 def test_curve_command_refuses_bad_sizes():
     result = subprocess.run([sys.executable, "-m", "hwlib", "curve", "--sizes", "600,lots"], capture_output=True,
                             text=True)
