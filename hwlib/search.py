@@ -211,9 +211,10 @@ VARIANTS: dict[str, dict] = {
     # learning rate is chosen between the two on validation.
     "gemma": dict(model="gemma3-270m", learning_rate=1e-3),
     "gemma-lr2e-3": dict(model="gemma3-270m", learning_rate=2e-3),
+    "gemma-lr5e-4": dict(model="gemma3-270m", learning_rate=5e-4),
 }
-# Variants that only try another learning rate for another variant: seed 42 of the two picks the rate that gets seeds.
-RATE_TRIALS = {"gemma-lr2e-3": "gemma"}
+# Variants that only try another learning rate for another variant: seed 42 of each picks the rate that gets seeds.
+RATE_TRIALS = {"gemma-lr2e-3": "gemma", "gemma-lr5e-4": "gemma"}
 # On the tiny `smoke` profile a variant that swaps the base trains the base's tiny stand-in (plumbing only).
 SMOKE_STAND_INS = {"gemma3-270m": "tiny-random-gemma3"}
 
@@ -323,12 +324,13 @@ def variant_findings(record: dict, recipe: dict) -> list[str]:
         rows = [r for r in record["rows"] if r["variant"] == name]
         delta = statistics.mean(r["validation_macro_f1"] for r in rows) - mean
         seeds = f"{len(rows)} seed{'s' if len(rows) > 1 else ''}"
-        rival = RATE_TRIALS.get(name) or next((trial for trial, of in RATE_TRIALS.items() if of == name), None)
+        base = RATE_TRIALS.get(name, name)
         first = {r["variant"]: r["validation_macro_f1"] for r in record["rows"] if r["seed"] == 42}
-        if rival in first and name in first and len(rows) == 1:
-            kept = max((name, rival), key=first.get)
-            verdict = (f"a learning-rate trial against {rival} ({first[name]:.4f} against {first[rival]:.4f} with seed "
-                       f"42): {kept}'s rate is the one given more seeds")
+        group = [v for v in [base, *(t for t, of in RATE_TRIALS.items() if of == base)] if v in first]
+        if len(group) > 1 and name in first and len(rows) == 1:
+            kept = max(group, key=first.get)
+            scores = ", ".join(f"{v} {first[v]:.4f}" for v in group)
+            verdict = f"a learning-rate trial (seed 42: {scores}): {kept}'s rate is the one given more seeds"
         elif abs(delta) < 2 * sd:
             verdict = "inside two deviations: not a proven difference" + (
                 "; more seeds would decide it" if len(rows) < 3 else "")
