@@ -624,8 +624,8 @@ display(Markdown("\n".join(f"- {finding}" for finding in curve_findings(curve["r
 #   transformers' `Trainer`, since TRL's trainers do not classify);
 # - `gemma` (`model="gemma3-270m"`): another base model, Gemma 3 270M, Google's pretrained model, 268M parameters of
 #   which about 168M are the embedding of a 262,144-token vocabulary (docs/data-and-models.md). Its learning rate is
-#   chosen on validation between half the recipe's (`gemma`, 1e-3) and the recipe's own (`gemma-lr2e-3`), with one
-#   seed; the chosen rate gets three.
+#   chosen on validation with one seed among a quarter of the recipe's (`gemma-lr5e-4`), half (`gemma`, 1e-3) and the
+#   recipe's own (`gemma-lr2e-3`); the chosen rate gets three seeds.
 #
 # Each is scored on validation, and the yardstick is the recipe's own seed-to-seed spread: a difference within two
 # of its standard deviations is not evidence. Test is read only for the chosen configuration (the last column). The course ships the measured table beside the adapter; its first two
