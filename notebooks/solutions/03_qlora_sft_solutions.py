@@ -124,7 +124,7 @@ display(Markdown("Loss at the last logged steps: " + "; ".join(
 # %% [markdown]
 # With the card's 5e-4 and a linear decay, 50 steps leave the adapter far from where 2e-3 with warm-up and cosine
 # gets it: compare the two macro-F1 figures and the last losses above. The repository's search measured the same
-# comparison on the whole validation split (README, "How the improved settings were chosen"). On `smoke` both runs
+# comparison on the whole validation split (docs/results.md, "How the improved settings were chosen"). On `smoke` both runs
 # are four steps of a random model: the figures mean nothing there.
 #
 # ## 4. Change a setting without a new folder (★)
