@@ -441,7 +441,7 @@ ax.legend(fontsize=8);
 from hwlib.evaluate import method_agreement
 
 methods = method_agreement(folders["fine-tuned, card's method"], folders["fine-tuned"])
-print(f"the two methods agree on {methods['agreement'].iloc[0]:.0%} of {methods['tweets'].iloc[0]} tweets; score is "
+print(f"the two methods agree on {methods['agreement'].iloc[0]:.0%} of {int(methods['tweets'].iloc[0])} tweets; score is "
       f"{methods.loc['score', 'tweets_per_s'] / methods.loc['generate', 'tweets_per_s']:.1f}× as fast")
 methods
 
