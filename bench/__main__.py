@@ -217,7 +217,7 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from hwlib.config import compute_dtype, device
+    from hwlib.config import compute_dtype, device, dtype_name
     from hwlib.models import load_model
     from hwlib.train import (build_trainer, cast_adapter, lora_config, trainable_parameters, training_data,
                              training_examples)
@@ -267,7 +267,7 @@ def training_worker(variant: str, profile: str, steps: int, data_dir: str | None
         "peak_rss_mb": round(peak_rss_mb()), "losses": losses, "final_loss": losses[-1] if losses else None,
         "activation_checkpointing": bool(trainer.args.gradient_checkpointing),
         "adapter_dtype": trainable_parameters(trainer.model)["trainable_dtype"],
-        "compute_dtype": str(compute_dtype()).removeprefix("torch."),
+        "compute_dtype": dtype_name(compute_dtype()),
         "shared_prefix": config.shared_prefix if variant.startswith("hwlib") else False,
         "loss_positions_only": config.loss_positions_only if variant.startswith("hwlib") else False,
     }

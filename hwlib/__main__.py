@@ -63,9 +63,9 @@ def _overrides(args: argparse.Namespace, cls, skip: set[str] = frozenset()) -> d
 
 
 PREDICT_OUTPUT = """output: one row per message, in input order, with the columns
-  row         the message's number: its position among the arguments (from 0), its row index in a .csv,
-              .jsonl or .parquet file (from 0, as pandas numbers it), or its line number in a text file or on
-              stdin (from 1); errors about a message name it by the same number
+  row         the message's position in the input, counting from 0: the first argument, line of a text file
+              or stdin, or data row of a .csv, .jsonl or .parquet file is row 0 (line N of a text file is row
+              N-1); errors about a message name it by the same number
   text        the message (from a .csv, .jsonl or .parquet file: every column of the input, in its order, the
               messages' column under its own name)
   predicted   negative, neutral or positive (empty with --allow-empty for an empty message)
@@ -74,10 +74,12 @@ PREDICT_OUTPUT = """output: one row per message, in input order, with the column
 text on one line, with newlines in the text escaped as \\n.
 
 A --file is read twice: once to check and count it before the model loads (bad rows are refused then), once in
-chunks of --chunk-rows, each scored and appended to --output, with a progress bar on stderr. If the run stops
-(Ctrl-C, a kill, a closed lid), the same command continues after the last complete chunk; a changed input,
-adapter or setting is refused (--overwrite starts again). `accelerate launch --num_processes N -m hwlib predict`
-splits each chunk between N processes; one output, in input order."""
+chunks of --chunk-rows appended to --output, with a progress bar on stderr; the messages are scored 256 rows at a
+time from the file's first row, so neither --chunk-rows, nor a resume, nor the number of processes changes a label
+or a probability. If the run stops (Ctrl-C, a kill, a closed lid), the same command continues after the last
+complete chunk; a changed input, adapter or setting is refused (--overwrite starts again). One process writes an
+output at a time (a lock beside it); the input is never the output. `accelerate launch --num_processes N -m hwlib
+predict` splits the scoring between N processes; one output, in input order."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -179,9 +181,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hwlib: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hwlib: stopped; an interrupted training continues with --resume from its last checkpoint",
-              file=sys.stderr)
+        print(f"hwlib: stopped; {INTERRUPTED.get(args.command, 'nothing was kept')}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head -1`): stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+# What an interrupted command leaves behind and how to carry on, by command.
+INTERRUPTED = {
+    "train": "an interrupted training continues with --resume from its last checkpoint",
+    "run": "an interrupted run continues with --resume (training from its last checkpoint, finished evaluations kept)",
+    "predict": "an unfinished --output continues when the same command is run again; messages given as arguments "
+               "or on stdin are scored again",
+    "evaluate": "nothing was written; run the same command again",
+    **dict.fromkeys(("search", "variants", "curve"), "finished trials are kept, and the same command continues with "
+                    "the unfinished one from its last checkpoint"),
+}
 
 
 def _stop_cleanly_on_sigterm() -> None:
@@ -236,14 +252,14 @@ def _predict(args) -> int:
     import pandas as pd
 
     from .evaluate import EvalError, check_texts
-    from .predict import (Classifier, check_output_path, plan_file, prediction_settings, processes, run_file,
-                          write_predictions)
+    from .predict import (Classifier, check_output_path, count_languages, plan_file, prediction_settings, processes,
+                          run_file, warn_if_not_english, write_predictions)
     from .runs import resolve_adapter
 
     if args.file and args.texts:
         raise EvalError(f"messages given both as arguments ({len(args.texts)}) and with --file: use one of the two")
     if args.output:
-        check_output_path(args.output)
+        check_output_path(args.output, args.file)
     adapter = resolve_adapter(args.adapter)
     job, rows = None, None
     if args.file:  # the whole file is checked and counted here, before the model loads
@@ -255,13 +271,14 @@ def _predict(args) -> int:
         from .data import split_lines
 
         lines = split_lines(sys.stdin.read())
-        rows = pd.DataFrame({"row": range(1, len(lines) + 1), "text": lines})  # stdin: line numbers
+        rows = pd.DataFrame({"row": range(len(lines)), "text": lines})
     else:
         raise EvalError("no messages: pass them as arguments, with --file, or on stdin")
     if rows is not None:
         if rows.empty:
             raise EvalError("no messages: the input is empty")
         check_texts(rows["text"].tolist(), "report" if args.allow_empty else "refuse", rows["row"].tolist())
+        warn_if_not_english(count_languages(rows["text"].tolist()))
     classifier = Classifier(adapter, base=args.base, max_length=args.max_length)
     if job is not None:
         for chunk in run_file(job, classifier, progress=not args.quiet):

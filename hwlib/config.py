@@ -299,6 +299,31 @@ def compute_dtype():
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 
+# Two computations of one quantity that take different paths (a prompt computed once against whole rows, a batch
+# against a single message) round differently along the way. In half precision every result is rounded to the
+# dtype's significand, so the gap scales with its last place: lesson 04's by-hand label probabilities differed from
+# `hwlib.evaluate.score`'s by at most 4.5 units of bf16's last place (0.036) and 3.9 of fp16's (0.0038), over 30 test
+# tweets with SmolLM2 and the shipped adapter (`tools/half_precision.py`); twice that is the bound. In fp32 only the
+# order of long sums differs, far below it (under 5e-6).
+HALF_PRECISION_ULPS = 8
+FLOAT32_TOLERANCE = 1e-4
+
+
+def agreement_tolerance(dtype=None, float32: float = FLOAT32_TOLERANCE) -> float:
+    """How far two computations of one quantity near 1 (a probability, a loss over its mean) may differ in `dtype`
+    (default: the compute dtype): HALF_PRECISION_ULPS units in the last place of 1 in half precision, whose
+    `torch.finfo(dtype).eps` is 2^-7 for bf16 (an 8-bit significand) and 2^-10 for fp16 (11 bits); `float32` in fp32."""
+    import torch
+
+    dtype = dtype or compute_dtype()
+    return float32 if dtype == torch.float32 else HALF_PRECISION_ULPS * torch.finfo(dtype).eps
+
+
+def dtype_name(dtype) -> str:
+    """`torch.bfloat16` as `bfloat16`: how records name a dtype."""
+    return str(dtype).removeprefix("torch.")
+
+
 def cache_dir() -> Path:
     """Where downloaded and converted models live: `$HWLIB_CACHE`, else the user's cache folder."""
     root = os.environ.get("HWLIB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hwlib"

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .config import EvalConfig, HwlibError, machine
+from .config import EvalConfig, HwlibError, compute_dtype, dtype_name, machine
 from .data import ID2LABEL, LABELS, data_source, load_split, sample_indices
 from .files import atomic_path, read_json, write_json
 from .metrics import bootstrap_interval, compute_metrics, save_confusion_png
@@ -136,6 +136,28 @@ def shared_prefix_length(encoded: list[Encoded]) -> int:
     return min(_common_prefix(contexts), min(len(c) for c in contexts) - 1)
 
 
+# First characters of every kind a message can start with: a letter, a digit, a mention, a hashtag, quotes, a space,
+# an accent, an emoji. The quote before a message can merge with punctuation after it ('"@' is one token), so the
+# prefix shared by all messages ends where these probes' contexts part.
+PREFIX_PROBES = ("a", "A", "1", "@user", "#tag", '"', "'", " a", "é", "\u2764", "\U0001F600", "-", "\n")
+
+
+def prompt_prefix(tokenizer) -> list[int]:
+    """The tokens every message's context starts with, from the chat template alone (system prompt and markup up to
+    the message): the same for every batch, so a message's scores never depend on which messages came with it."""
+    contexts = [e.context for e in encode_for_scoring(tokenizer, list(PREFIX_PROBES))]
+    return contexts[0][: min(_common_prefix(contexts), min(len(c) for c in contexts) - 1)]
+
+
+def scoring_batches(encoded: list[Encoded], batch_size: int, sort_by_length: bool = True) -> list[list[int]]:
+    """The messages' indices cut into batches: in order of context length (ties by position) when `sort_by_length`,
+    so a batch pads little. A function of the messages alone: the same messages always make the same batches."""
+    order = list(range(len(encoded)))
+    if sort_by_length:
+        order.sort(key=lambda i: len(encoded[i].context))
+    return list(_batches(order, batch_size))
+
+
 def _batches(order: list[int], size: int):
     for start in range(0, len(order), size):
         yield order[start : start + size]
@@ -143,47 +165,52 @@ def _batches(order: list[int], size: int):
 
 @torch.inference_mode()
 def score(model, tokenizer, texts, batch_size: int = 32, prefix_cache: bool = True, sort_by_length: bool = True,
-          label_head: bool = True, progress: bool = True, bar=None) -> tuple[list[str], np.ndarray]:
+          label_head: bool = True, progress: bool = True, bar=None,
+          share: tuple[int, int] = (0, 1)) -> tuple[list[str | None], np.ndarray]:
     """Label and label probabilities per message from one forward pass over prompt + answer prefix.
 
     The three answers differ only in the label, so the model is run up to `...message as` and the label's
     log-probability is read from the last position (multi-token labels: from their last positions).
-    Speed-ups: the system prompt's KV cache is computed once and shared (`prefix_cache`); messages of similar
-    length are batched together (`sort_by_length`); only the needed positions' logits are computed, and for
-    one-token labels only the label tokens' logits (`label_head`). Each can be switched off to measure it.
-    `bar`: a tqdm bar to advance instead of a bar of its own (a file labelled in chunks shows one bar).
+    Speed-ups: the chat template's prompt is computed once and its keys and values shared by every message
+    (`prefix_cache`); messages of similar length are batched together (`sort_by_length`); only the needed positions'
+    logits are computed, and for one-token labels only the label tokens' logits (`label_head`). Each can be switched
+    off to measure it. `bar`: a tqdm bar to advance instead of a bar of its own (a file labelled in chunks shows one
+    bar). `share=(k, n)`: score only every n-th batch from the k-th (one process's share); the others' rows come back
+    with the label None and NaN probabilities.
     """
     texts = check_texts(texts)
     _check_batch_size(batch_size)
     from .head import classify, is_classifier
 
     if is_classifier(model):  # the classification-head variant: its three logits are the label scores
-        return classify(model, tokenizer, texts, batch_size, progress, bar)
+        return classify(model, tokenizer, texts, batch_size, progress, bar, share)
     encoded = encode_for_scoring(tokenizer, texts)
-    prefix = shared_prefix_length(encoded) if prefix_cache else 0
+    prefix = prompt_prefix(tokenizer) if prefix_cache else []
     device = next(model.parameters()).device
-    cache = _prefix_cache(model, encoded[0].context[:prefix], device) if prefix else None
-    order = list(range(len(texts)))
-    if sort_by_length:
-        order.sort(key=lambda i: len(encoded[i].context))
-    log_probs = np.zeros((len(texts), len(LABELS)), dtype=np.float64)
+    cache = _prefix_cache(model, prefix, device) if prefix else None
+    batches = scoring_batches(encoded, batch_size, sort_by_length)[share[0] :: share[1]]
+    log_probs = np.full((len(texts), len(LABELS)), np.nan)
     own_bar = bar is None
     if own_bar:
-        bar = tqdm(total=len(texts), desc="score", unit="tweet", disable=not progress, mininterval=2)
-    for batch in _batches(order, batch_size):
-        log_probs[batch] = _score_batch(model, [encoded[i] for i in batch], prefix, cache, device, tokenizer,
-                                        label_head)
+        bar = tqdm(total=sum(map(len, batches)), desc="score", unit="tweet", disable=not progress, mininterval=2)
+    for batch in batches:
+        items = [encoded[i] for i in batch]
+        shared = cache is not None and all(e.context[: len(prefix)] == prefix and len(e.context) > len(prefix)
+                                           for e in items)
+        log_probs[batch] = _score_batch(model, items, len(prefix) if shared else 0, cache if shared else None,
+                                        device, tokenizer, label_head)
         bar.update(len(batch))
     if own_bar:
         bar.close()
-    broken = np.flatnonzero(~np.isfinite(log_probs).all(axis=1)).tolist()
+    scored = [i for batch in batches for i in batch]
+    broken = [i for i in scored if not np.isfinite(log_probs[i]).all()]
     if broken:
         raise EvalError(f"the model gave NaN or infinite label scores for {len(broken)} message(s) (row "
                         f"{_rows(broken)}): its weights may be corrupted, or half precision overflowed; retry with "
                         "HWLIB_COMPUTE_DTYPE=float32")
     probs = np.exp(log_probs - log_probs.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
-    return [ID2LABEL[i] for i in probs.argmax(axis=1)], probs
+    return [None if np.isnan(p).any() else ID2LABEL[int(p.argmax())] for p in probs], probs
 
 
 def _prefix_cache(model, prefix_ids: list[int], device):
@@ -264,12 +291,12 @@ def generate(model, tokenizer, texts, batch_size: int = 16, max_new_tokens: int 
 
 def predict(model, tokenizer, texts, method: str = "score", batch_size: int = 32, max_new_tokens: int = 16,
             progress: bool = True, empty: str = "refuse", max_length: int | None = 256, rows: list | None = None,
-            bar=None) -> pd.DataFrame:
+            bar=None, share: tuple[int, int] = (0, 1)) -> pd.DataFrame:
     """A table of predictions: `predicted`, plus label probabilities (`score`) or raw output (`generate`).
 
     Empty messages are refused, or with `empty="report"` get the outcome "empty" (no label, no probabilities).
     Messages longer than `max_length` tokens with the prompt are truncated, with a warning (None: no limit).
-    Errors and warnings name messages by `rows` (default their positions from 0); `bar`: see `score`.
+    Errors and warnings name messages by `rows` (default their positions from 0); `bar`, `share`: see `score`.
     """
     if method not in METHODS:
         raise EvalError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
@@ -283,7 +310,8 @@ def predict(model, tokenizer, texts, method: str = "score", batch_size: int = 32
         if max_length is not None:
             inputs = truncate_messages(tokenizer, inputs, max_length, [rows[i] for i in filled])
         if method == "score":
-            labels, probs = score(model, tokenizer, inputs, batch_size=batch_size, progress=progress, bar=bar)
+            labels, probs = score(model, tokenizer, inputs, batch_size=batch_size, progress=progress, bar=bar,
+                                  share=share)
             table.loc[filled, "predicted"] = labels
             for j, name in enumerate(LABELS):
                 table[f"p_{name}"] = np.nan
@@ -327,7 +355,7 @@ def evaluate(model, tokenizer, config: EvalConfig, output_dir: str | Path, model
     metrics.update(method=config.method, split=config.split, limit=config.limit, seed=config.seed,
                    data_source=data_source(data_dir),
                    model=model_name, adapter=adapter,
-                   weights=weights(model), wall_time_s=round(wall_time, 2),
+                   weights=weights(model), compute_dtype=dtype_name(compute_dtype()), wall_time_s=round(wall_time, 2),
                    tweets_per_s=round(len(table) / wall_time, 3), machine=machine())
     write_json(output / EXAMPLES, examples(table, config.examples_per_class, config.seed))
     for normalised in (False, True):

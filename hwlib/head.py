@@ -56,19 +56,20 @@ def build_head_trainer(config, model, tokenizer, dataset):
 
 @torch.inference_mode()
 def classify(model, tokenizer, texts: list[str], batch_size: int = 32, progress: bool = True,
-             bar=None) -> tuple[list[str], np.ndarray]:
-    """Label and label probabilities per message from the head's three logits (softmax), longest prompts first."""
+             bar=None, share: tuple[int, int] = (0, 1)) -> tuple[list[str | None], np.ndarray]:
+    """Label and label probabilities per message from the head's three logits (softmax), shortest prompts first;
+    `share` as in `hwlib.evaluate.score`."""
     from .prompts import render_prompt
 
     device = next(model.parameters()).device
     prompts = [render_prompt(tokenizer, text) for text in texts]
     order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
-    probs = np.zeros((len(texts), len(LABELS)))
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)][share[0]::share[1]]
+    probs = np.full((len(texts), len(LABELS)), np.nan)
     own_bar = bar is None
     if own_bar:
-        bar = tqdm(total=len(texts), desc="classify", unit="tweet", disable=not progress, mininterval=2)
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
+        bar = tqdm(total=sum(map(len, batches)), desc="classify", unit="tweet", disable=not progress, mininterval=2)
+    for batch in batches:
         encoded = tokenizer([prompts[i] for i in batch], padding=True, return_tensors="pt",
                             add_special_tokens=False).to(device)
         logits = model(**encoded).logits.float()
@@ -76,4 +77,4 @@ def classify(model, tokenizer, texts: list[str], batch_size: int = 32, progress:
         bar.update(len(batch))
     if own_bar:
         bar.close()
-    return [ID2LABEL[i] for i in probs.argmax(axis=1)], probs
+    return [None if np.isnan(p).any() else ID2LABEL[int(p.argmax())] for p in probs], probs

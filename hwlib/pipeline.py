@@ -83,11 +83,13 @@ def base_evaluation_stores() -> list[Path]:
 
 
 def base_evaluation_key(model: str, quantize: str | None, config: EvalConfig, data_dir: str | None = None) -> dict | None:
-    """Everything a base model's evaluation depends on: its weights' fingerprint and quantization, the evaluation
-    settings, the rendered prompt and the split's content; None for a base without local weights (a Hub id)."""
+    """Everything a base model's evaluation depends on: its weights' fingerprint and quantization, the dtype it
+    computes in (`hwlib.config.compute_dtype`: a bf16 evaluation is not an fp32 one), the evaluation settings, the
+    rendered prompt and the split's content; None for a base without local weights (a Hub id)."""
     import hashlib
     import json
 
+    from .config import compute_dtype, dtype_name
     from .data import LABELS, load_split
     from .models import load_tokenizer, resolve_model, weights_fingerprint
     from .prompts import render_transcript
@@ -101,6 +103,7 @@ def base_evaluation_key(model: str, quantize: str | None, config: EvalConfig, da
     prompt = render_transcript(load_tokenizer(folder), "a message", LABELS[-1]).encode()
     settings = dataclasses.asdict(config)
     return {"version": EVALUATION_VERSION, "base_weights": fingerprint, "quantize": quantize,
+            "compute_dtype": dtype_name(compute_dtype()),
             "prompt_sha256": hashlib.sha256(prompt).hexdigest(), "data_sha256": hashlib.sha256(content).hexdigest(),
             **{name: settings[name] for name in KEY_SETTINGS}}
 

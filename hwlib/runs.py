@@ -13,7 +13,9 @@ RUN_CONFIG = "run_config.json"
 LOSS_HISTORY = "loss_history.json"
 LOSS_CURVE = "loss_curve.png"
 TRAIN_REQUEST = "train_request.json"  # the settings a run was started with; --resume must ask for the same
-CHECKPOINT_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json")
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's files of a saved adapter
+ADAPTER_CONFIG = "adapter_config.json"
+CHECKPOINT_FILES = (ADAPTER_WEIGHTS, "optimizer.pt", "scheduler.pt", "trainer_state.json")
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -71,6 +73,10 @@ def resolve_adapter(name_or_path: str | Path) -> Path:
     found from any working folder; a name that is neither says so, with the shipped names."""
     path = Path(name_or_path)
     if path.exists():
+        missing = [name for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS) if not (path / name).is_file()]
+        if missing:
+            raise ConfigError(f"{path} is not an adapter folder (no {' or '.join(missing)}): give a finished "
+                              f"training run's folder, or a shipped adapter by name ({', '.join(SHIPPED_ADAPTERS.values())})")
         return path
     by_name = {name: profile for profile, name in SHIPPED_ADAPTERS.items()}
     profile = by_name.get(str(name_or_path), str(name_or_path))

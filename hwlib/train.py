@@ -13,7 +13,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from .config import ConfigError, HwlibError, TrainConfig, compute_dtype, device, machine
+from .config import ConfigError, HwlibError, TrainConfig, compute_dtype, device, dtype_name, machine
 from .data import ID2LABEL, class_counts, data_source, load_split, subsample
 from .files import write_json
 from .models import fingerprints, load_model
@@ -203,7 +203,7 @@ def cast_adapter(model, dtype) -> None:
 def trainable_parameters(model) -> dict[str, int | str]:
     """Trainable and total parameter counts (4-bit weights count as stored: two per byte), and the trainable dtype."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in trainable})
+    dtypes = sorted({dtype_name(p.dtype) for p in trainable})
     return {"trainable": sum(p.numel() for p in trainable), "total": sum(p.numel() for p in model.parameters()),
             "trainable_dtype": "+".join(dtypes)}
 
@@ -527,7 +527,7 @@ def hardware() -> dict:
     import torch
     from accelerate import PartialState
 
-    return {"device": device(), "compute_dtype": str(compute_dtype()).removeprefix("torch."),
+    return {"device": device(), "compute_dtype": dtype_name(compute_dtype()),
             "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "processes": PartialState().num_processes, "machine": machine()}
 

@@ -203,21 +203,23 @@ for ax, column in zip(axes, ("characters", "tokens")):
 fig.tight_layout()
 
 # %%
+spread = lengths[["characters", "tokens"]].std() / lengths[["characters", "tokens"]].mean()  # unit-free
 display(Markdown(
     f"The longest of these 500 conversations has **{lengths['tokens'].max()}** tokens and the median "
     f"**{lengths['tokens'].median():.0f}**, against a training `max_length` of **{config.max_length}**: "
-    f"{(lengths['tokens'] > config.max_length).mean():.0%} of them would be cut. The spread is "
-    f"{lengths['characters'].std():.1f} characters (standard deviation) against {lengths['tokens'].std():.1f} tokens: "
-    f"the tweets vary {lengths['characters'].std() / lengths['tokens'].std():.1f}× less in tokens than in characters."
+    f"{(lengths['tokens'] > config.max_length).mean():.0%} of them would be cut. Relative to its mean, the spread "
+    f"(standard deviation / mean) is {spread['characters']:.0%} in characters per tweet and {spread['tokens']:.0%} in "
+    f"tokens per conversation: the conversations vary {spread['characters'] / spread['tokens']:.1f}× less, for "
+    "their size, than the tweets."
 ))
 
 # %% [markdown]
 # Tweets are short (Twitter's limit was 140 characters when most of these were written; a few stored texts are
 # longer because of escaped quotes and entities such as `&amp;`), so none of these 500 conversations comes near the
-# limit (exercise 4 checks the whole split). The two histograms are in different units and read differently: the
-# token counts start high and are narrow, because every conversation carries the same fixed prompt (even a very
-# short tweet gives a long conversation), and because a token covers several characters, so a tweet's own variation
-# shrinks (the two spreads above). More than half of each example is that fixed prompt (lesson 02 counts it), which
+# limit (exercise 4 checks the whole split). The two histograms are in different units, so their raw standard
+# deviations would mostly compare units (a token covers several characters); the spreads above are divided by their
+# means, which compares like with like. The token counts start high and are narrow for their size because every
+# conversation carries the same fixed prompt: even a very short tweet gives a long conversation. More than half of each example is that fixed prompt (lesson 02 counts it), which
 # is why lesson 04's scoring computes it once and reuses it. The classes have similar lengths, so length alone tells
 # the model little about sentiment.
 #
@@ -292,7 +294,9 @@ display(Markdown(
 #    mark the ones where you disagree with the label. *Expect:* you will disagree with a few, mostly between
 #    neutral and one of the other two; that is the noise ceiling discussed above.
 # 4. **Longest tweets.** (★) Find the five longest training tweets in tokens. *Expect:* they are still far below
-#    `max_length`; many are long because of URLs, emoji or non-English text.
+#    `max_length`; most are long because the stored text keeps escape sequences such as `\u002c` (a comma written
+#    as six characters), which the tokenizer cuts into several tokens each: a data-quality point, since the model
+#    reads what was stored, not what was typed.
 # 5. **Near-duplicates.** (★★) Lower-case the tweets, drop URLs and @-mentions (`re.sub(r"https?://\S+|@\w+", "", t)`)
 #    and count again the test tweets that also occur in train. *Expect:* on this copy none, exactly or after
 #    normalising; the check is what makes that statement safe to write.

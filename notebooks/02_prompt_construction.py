@@ -136,9 +136,13 @@ assert opened.startswith(closed)
 print(repr(opened[len(closed):]))
 
 # %% [markdown]
-# Only the assistant's opening marker and a newline: the rest of the prompt is identical. Forgetting this flag is a
-# classic bug: the prompt then ends right after the user's closed turn, and nothing tells the model that the
-# assistant speaks next; it may open another user turn, or write text that belongs to no turn.
+# Only the assistant's opening marker and a newline: the rest of the prompt is identical. Without the flag the
+# prompt ends after the user's closed turn and leaves it to the model to say who speaks next. A chat model trained on
+# such transcripts usually opens the assistant's turn itself (SmolLM2 does: exercise 2 prints its replies), so
+# forgetting the flag rarely breaks a reply outright; what it costs is certainty. The reply then starts wherever the
+# model puts the role marker, and nothing stops a model from opening another user turn instead. With the flag, the
+# template fixes the position where the answer begins, and lesson 04's label scoring reads the label from exactly
+# that position.
 #
 # ### The rendered prompt as tokens
 #
@@ -332,8 +336,9 @@ display(Markdown(
 #    tokenizer the short system prompt is about a ninth of the card's (5 tokens against 46); think about what the
 #    model loses when the allowed labels are no longer named.
 # 2. **Break the template.** (★★) Render `messages` with `add_generation_prompt=False` and generate from it with
-#    `model.generate`. *Expect:* the output no longer starts as an assistant reply, and a label is extracted no more
-#    often than with the opened turn (compare the two counts; a weak base model names few labels either way).
+#    `model.generate`. *Expect:* SmolLM2 opens the assistant's turn itself, so most replies start with `assistant`
+#    and then read like the replies to the opened turn, and a label is extracted about as often (compare the two
+#    counts; a weak base model names few labels either way).
 # 3. **Find the bug yourself.** (★★) Decode a full `model.generate` output *with* its prompt
 #    (`tokenizer.decode(out[0])`) and feed it to `card_postprocess_sentiment` for ten tweets. *Expect:* `""` (no
 #    label) for all ten, whatever the model answered; then remove "helpful assistant" from the system prompt and

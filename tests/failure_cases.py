@@ -16,8 +16,8 @@ CASES: list[dict[str, str]] = [
     dict(id="bom-crlf-separators", family="input", case="UTF-8 BOM, Windows line ends, U+2028 inside a tweet",
          outcome="read correctly: no BOM in the first message, no stray `\\r`, the tweet stays one line"),
     dict(id="csv-jsonl-parquet", family="input", case="`predict --file x.csv` (or .jsonl, .parquet) with a named column",
-         outcome="predictions carry the input's row index and every input column (the messages' under its own name); "
-                 "`--output` writes .csv or .jsonl; a missing column is named"),
+         outcome="predictions carry `row` (the position from 0) and every input column (the messages' under its own "
+                 "name, a stored index as a column); `--output` writes .csv or .jsonl; a missing column is named"),
     dict(id="bad-row-deep", family="input",
          case="a number, or an empty message, at row 2,712 of a 3,000-row JSONL file",
          outcome="one line naming the row, before the model loads (the whole file is checked first); nothing is "
@@ -33,8 +33,21 @@ CASES: list[dict[str, str]] = [
          outcome="the shipped adapter is found by name"),
     dict(id="numbering-null-newline", family="input",
          case="an empty line in a text file, a JSONL `null`, a message with a newline in the plain output",
-         outcome="errors name the output's `row` (line numbers from 1); a `null` is an empty message; the newline "
-                 "is printed as `\\n`"),
+         outcome="errors name the output's `row` (line N is row N-1: one rule for every input); a `null` is an "
+                 "empty message; the newline is printed as `\\n`"),
+    dict(id="output-is-input", family="input",
+         case="`predict --file X --output X --overwrite` (.csv or .jsonl), or `--output` a link to X",
+         outcome="refused in one line before anything is opened for writing; X is byte-identical afterwards"),
+    dict(id="not-an-adapter", family="input", case="`predict --adapter` a folder that is not an adapter",
+         outcome="one line naming the missing adapter file and the shipped adapters' names"),
+    dict(id="table-format-errors", family="input",
+         case="a .csv row with an extra field, a .json file holding one JSON array, `--text-column` on a text file",
+         outcome="one line each: the bad row by its `row` (and the file's line), a `jq` command to convert the array "
+                 "to JSON Lines, a text file has no columns"),
+    dict(id="python-inputs", family="input", case="`Classifier(...)` given bytes, a named pandas Series",
+         outcome="bytes refused as bytes (decode them first); a Series comes back with its name and index"),
+    dict(id="broken-pipe", family="input", case="`predict --json ... | head -1`",
+         outcome="stops quietly once the reader has gone: no traceback"),
     dict(id="batch-size", family="settings", case="`evaluate --batch-size -1` (or 0)",
          outcome="one line: `batch_size=-1 cannot work: it must be a positive number of messages`"),
     dict(id="bool-flag", family="settings", case="`train --group-by-length maybe`",
@@ -57,14 +70,25 @@ CASES: list[dict[str, str]] = [
          outcome="the incomplete checkpoint is skipped; bit-identical to an uninterrupted run"),
     dict(id="predict-sigkill-resume", family="runs",
          case="SIGKILL during `predict --file F --output O`, then the same command",
-         outcome="continues after the last complete chunk, saying from which row; the file equals an uninterrupted "
-                 "run's (same rows and labels, probabilities to 1e-6)"),
+         outcome="continues after the last complete chunk, saying from which row, even with another `--chunk-rows`; "
+                 "the killed run's lock does not block it; the file is byte-identical to an uninterrupted run's"),
     dict(id="predict-changed-resume", family="runs",
          case="after that kill, the same command with another `--max-length`, or on an edited input",
          outcome="one line naming what changed, nothing lost; `--overwrite` starts again"),
     dict(id="predict-existing-output", family="runs",
          case="`predict --output O` where O exists and is not an unfinished prediction",
          outcome="refused with one line, O untouched; `--overwrite` replaces it"),
+    dict(id="predict-interrupted", family="runs", case="Ctrl-C during `predict --file F --output O`",
+         outcome="one line saying the same command continues the unfinished output (predict has no `--resume`)"),
+    dict(id="second-writer", family="runs",
+         case="a second `predict --output O` while a first is still writing O",
+         outcome="refused in one line naming the first (process, host, start); the first finishes with exactly "
+                 "the input's rows"),
+    dict(id="chunks-in-half-precision", family="runs",
+         case="the same file with `--chunk-rows 100` and `--chunk-rows 1024`, in bf16 (`HWLIB_COMPUTE_DTYPE`) and "
+              "fp32",
+         outcome="byte-identical outputs: batches are fixed by the rows' positions in the file, the prompt's keys "
+                 "and values computed once"),
     dict(id="failed-write", family="runs", case="a write that fails half-way (`os.replace` raising)",
          outcome="the previous file is intact and no temporary file is left"),
     dict(id="flipped-byte", family="fingerprints", case="one flipped byte in `adapter_model.safetensors`",

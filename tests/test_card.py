@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from hwlib.config import eval_config, train_config
 from hwlib.pipeline import COMPARISON_PNG, SUMMARY, run
@@ -108,6 +109,18 @@ def test_a_base_evaluation_is_computed_once_then_reused_until_what_it_depends_on
     assert "reused from" in evaluate_base("fresh-clone")[1]
 
     assert "computed (none stored" in evaluate_base("other-seed", dataclasses.replace(config, seed=7))[1]
+    from hwlib.config import DTYPE_ENV, compute_dtype
+
+    other = "float32" if compute_dtype() != torch.float32 else "bfloat16"
+    monkeypatch.setenv(DTYPE_ENV, other)  # a half-precision evaluation is not an fp32 one, and the reverse
+    compute_dtype.cache_clear()
+    try:
+        computed = evaluate_base("other-dtype")
+    finally:
+        monkeypatch.undo()
+        compute_dtype.cache_clear()
+    monkeypatch.setattr(pipeline, "base_evaluation_stores", lambda: stores)
+    assert "computed (none stored" in computed[1] and computed[0]["compute_dtype"] == other
     changed_data = tmp_path / "data"
     shutil.copytree(data_dir, changed_data)
     test = pd.read_parquet(changed_data / "test.parquet")

@@ -126,7 +126,7 @@ def shipped_by_name(smoke_run, tmp_path):
 def numbering_null_newline(smoke_run, tmp_path):
     lines = tmp_path / "lines.txt"
     lines.write_text("fine\n\nalso fine\n")
-    assert_one_line_error(cli("predict", "--adapter", str(smoke_run), "--file", str(lines)), "at row 2")
+    assert_one_line_error(cli("predict", "--adapter", str(smoke_run), "--file", str(lines)), "at row 1")
     nulls = tmp_path / "m.jsonl"
     nulls.write_text('{"text": "fine"}\n{"text": null}\n')
     result = cli("predict", "--adapter", str(smoke_run), "--file", str(nulls), "--allow-empty", "--json")
@@ -177,7 +177,8 @@ def csv_jsonl_parquet(smoke_run, tmp_path):
                  "tweet", "--output", str(tmp_path / "out.jsonl"))
     assert result.returncode == 0, result.stderr[-2000:]
     out = pd.read_json(tmp_path / "out.jsonl", lines=True)
-    assert out["row"].tolist() == [7, 8] and out["tweet"].tolist() == ["good day", "bad day"]
+    assert out["row"].tolist() == [0, 1] and out["id"].tolist() == [7, 8]  # the stored index stays, as a column
+    assert out["tweet"].tolist() == ["good day", "bad day"]
 
 
 def bytes_column(smoke_run, tmp_path):
@@ -187,6 +188,62 @@ def bytes_column(smoke_run, tmp_path):
     assert load_split("test", tmp_path)["text"] == ["café time", "ok"]
 
 
+def output_is_input(smoke_run, tmp_path):
+    rows = pd.DataFrame({"text": ["good day", "bad day"]})
+    rows.to_csv(tmp_path / "same.csv", index=False)
+    rows.to_json(tmp_path / "same.jsonl", orient="records", lines=True)
+    (tmp_path / "link.csv").symlink_to(tmp_path / "same.csv")
+    for source, output in (("same.csv", "same.csv"), ("same.jsonl", "same.jsonl"), ("same.csv", "link.csv")):
+        before = (tmp_path / source).read_bytes()
+        assert_one_line_error(cli("predict", "--adapter", str(smoke_run), "--file", str(tmp_path / source),
+                                  "--output", str(tmp_path / output), "--overwrite"), "is the input file")
+        assert (tmp_path / source).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.csv", "same.csv", "same.jsonl"]
+
+
+def not_an_adapter(smoke_run, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert_one_line_error(cli("predict", "--adapter", str(tmp_path), "hi"), "is not an adapter folder",
+                          "adapter_config.json", "smollm2-135m-cpu")
+
+
+def table_format_errors(smoke_run, tmp_path):
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("id,text\n1,good\n2,bad,extra\n3,fine\n")
+    assert_one_line_error(cli("predict", "--adapter", str(smoke_run), "--file", str(bad_csv)),
+                          "row 1 (line 3 of the file)")
+    array = tmp_path / "tweets.json"
+    array.write_text(json.dumps([{"text": "good day"}, {"text": "bad day"}]))
+    assert_one_line_error(cli("predict", "--adapter", str(smoke_run), "--file", str(array)), "one JSON array",
+                          "jq -c")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("good day\n")
+    assert_one_line_error(cli("predict", "--adapter", str(smoke_run), "--file", str(lines), "--text-column", "tweet"),
+                          "is a text file", "no column 'tweet'")
+
+
+def python_inputs(smoke_run, tmp_path):
+    from hwlib.evaluate import EvalError
+    from hwlib.predict import Classifier
+
+    classify = Classifier(smoke_run)
+    with pytest.raises(EvalError, match="messages are bytes: decode them"):
+        classify(b"good day")
+    series = pd.Series(["good day", "bad day"], index=["a", "b"], name="tweet")
+    labelled = classify(series)
+    assert labelled.index.tolist() == ["a", "b"] and "tweet" in labelled and labelled["row"].tolist() == [0, 1]
+    assert labelled.drop(columns="tweet").equals(classify(series.tolist()).drop(columns="text").set_index(series.index))
+
+
+def broken_pipe(smoke_run, tmp_path):
+    messages = "".join(f"message number {i}\n" for i in range(3000))
+    result = subprocess.run(f"{sys.executable} -m hwlib predict --adapter {smoke_run} --json | head -1",
+                            shell=True, input=messages, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert json.loads(result.stdout)["row"] == 0
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr[-2000:]
+
+
+# ---- settings ----------------------------------------------------------------------------------------------------
 # ---- settings ----------------------------------------------------------------------------------------------------
 
 def batch_size(smoke_run, tmp_path):
@@ -364,11 +421,8 @@ def no_run_config(smoke_run, tmp_path):
 
 
 def same_predictions(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    """Two prediction tables agree: columns, rows, labels, and probabilities to one unit of their 6th decimal."""
-    probabilities = [c for c in a.columns if c.startswith("p_")]
-    assert list(a.columns) == list(b.columns) and a["row"].tolist() == b["row"].tolist()
-    assert a["predicted"].tolist() == b["predicted"].tolist()
-    assert (a[probabilities] - b[probabilities]).abs().max().max() <= 1e-6 + 1e-12
+    """Two prediction tables are equal: columns, rows, labels and every probability, exactly."""
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=True)
 
 
 def bad_row_deep(smoke_run, tmp_path):
@@ -399,7 +453,7 @@ def predict_existing_output(smoke_run, tmp_path):
     assert output.read_text() == "someone's results\n"
     result = cli("predict", "--adapter", str(smoke_run), "--file", str(source), "--output", str(output),
                  "--overwrite", "--quiet")
-    assert result.returncode == 0 and pd.read_csv(output)["row"].tolist() == [1, 2]
+    assert result.returncode == 0 and pd.read_csv(output)["row"].tolist() == [0, 1]
 
 
 def start_predict(smoke_run, source, output, *extra):
@@ -411,21 +465,13 @@ def start_predict(smoke_run, source, output, *extra):
 
 def killed_prediction(smoke_run, tmp_path) -> tuple:
     """A 400-row `predict --output` killed with SIGKILL after at least three chunks, and the uninterrupted file."""
-    from hwlib.data import load_split
     from hwlib.predict import progress_record_path
 
-    source = tmp_path / "tweets.csv"
-    texts = load_split("test")["text"][:400]
-    pd.DataFrame({"id": range(len(texts)), "tweet": texts}).to_csv(source, index=False)
+    source = tweets_file(tmp_path, 400)
     uninterrupted, output = tmp_path / "whole.csv", tmp_path / "resumed.csv"
     assert start_predict(smoke_run, source, uninterrupted).wait(timeout=900) == 0
     process, record = start_predict(smoke_run, source, output), progress_record_path(output)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and process.poll() is None:
-        if record.is_file() and json.loads(record.read_text())["done_rows"] >= 24:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "finished before it could be killed: give it more rows"
+    wait_for_rows(process, record, 24)
     process.send_signal(signal.SIGKILL)
     process.wait()
     done = json.loads(record.read_text())
@@ -437,12 +483,71 @@ def predict_sigkill_resume(smoke_run, tmp_path):
     from hwlib.predict import progress_record_path
 
     source, output, uninterrupted, done = killed_prediction(smoke_run, tmp_path)
-    resumed = start_predict(smoke_run, source, output)
+    assert Path(f"{output}.lock").exists()  # the killed process's lock file stays behind, unlocked
+    resumed = start_predict(smoke_run, source, output, "--chunk-rows", "5")  # another chunk size changes nothing
     _, stderr = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, stderr[-2000:]
     assert f"resuming {output}: {done['done_rows']} of 400 rows" in stderr
-    assert not progress_record_path(output).exists()
-    same_predictions(pd.read_csv(output, keep_default_na=False), pd.read_csv(uninterrupted, keep_default_na=False))
+    assert not progress_record_path(output).exists() and not Path(f"{output}.lock").exists()
+    assert output.read_bytes() == uninterrupted.read_bytes()
+
+
+def predict_interrupted(smoke_run, tmp_path):
+    from hwlib.predict import progress_record_path
+
+    source, output = tweets_file(tmp_path, 400), tmp_path / "out.csv"
+    process = start_predict(smoke_run, source, output)
+    wait_for_rows(process, progress_record_path(output), 8)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+    assert "continues when the same command is run again" in stderr.splitlines()[-1] and "--resume" not in stderr
+
+
+def second_writer(smoke_run, tmp_path):
+    from hwlib.predict import progress_record_path
+
+    source, output = tweets_file(tmp_path, 2000), tmp_path / "out.csv"  # long enough to start a second one
+    first = start_predict(smoke_run, source, output)
+    wait_for_rows(first, progress_record_path(output), 8)
+    second = start_predict(smoke_run, source, output)
+    _, stderr = second.communicate(timeout=300)
+    error = assert_one_line_error(subprocess.CompletedProcess([], second.returncode, "", stderr),
+                                  "is being written by another predict", f"process {first.pid}")
+    assert first.wait(timeout=900) == 0, error
+    assert pd.read_csv(output)["id"].tolist() == list(range(2000))
+
+
+def chunks_in_half_precision(smoke_run, tmp_path):
+    source = tweets_file(tmp_path, 300)
+    for dtype in ("bfloat16", "float32"):
+        outputs = [tmp_path / f"{dtype}-{rows}.csv" for rows in (100, 1024)]
+        for rows, output in zip((100, 1024), outputs):
+            result = subprocess.run([sys.executable, "-m", "hwlib", "predict", "--adapter", str(smoke_run), "--file",
+                                     str(source), "--text-column", "tweet", "--output", str(output), "--quiet",
+                                     "--chunk-rows", str(rows)], capture_output=True, text=True, timeout=900,
+                                    cwd=ROOT, env={**os.environ, "HWLIB_COMPUTE_DTYPE": dtype})
+            assert result.returncode == 0, result.stderr[-2000:]
+        assert outputs[0].read_bytes() == outputs[1].read_bytes()
+
+
+def tweets_file(tmp_path: Path, rows: int) -> Path:
+    from hwlib.data import load_split
+
+    source = tmp_path / "tweets.csv"
+    texts = load_split("test")["text"][:rows]
+    pd.DataFrame({"id": range(len(texts)), "tweet": texts}).to_csv(source, index=False)
+    return source
+
+
+def wait_for_rows(process: subprocess.Popen, record: Path, rows: int) -> None:
+    """Until the running `predict` has written at least `rows` rows (its progress record says so)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None:
+        if record.is_file() and json.loads(record.read_text())["done_rows"] >= rows:
+            return
+        time.sleep(0.05)
+    raise AssertionError("predict finished (or stalled) before it could be interrupted: give it more rows")
 
 
 def predict_changed_resume(smoke_run, tmp_path):

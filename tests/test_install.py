@@ -24,6 +24,29 @@ def test_requirements_txt_is_the_package_list_and_its_extras():
     assert not any(line.startswith(("-e", ".")) for line in listed)  # pip would read "." against the cwd (Colab)
 
 
+def colab_record() -> tuple[dict[str, str], str]:
+    """Colab's recorded package versions (tests/data/colab-packages.txt) and its Python version."""
+    lines = [line.split("==") for line in (ROOT / "tests" / "data" / "colab-packages.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    record = dict(lines)
+    return record, record.pop("python_version")
+
+
+def test_the_colab_install_keeps_only_torch_and_resolves_against_colabs_packages():
+    """The set-up cell pins what Colab has of KEEP; those pins must not break a requirement of the course's packages
+    (trl 1.16 needs pyarrow >= 21, Colab brings 18.1.0: pinning all of Colab's stack made pip fail)."""
+    import runpy
+
+    namespace = runpy.run_path(str(ROOT / "tools" / "colab_install.py"))
+    colab, python = colab_record()
+    pins = {name: colab[name] for name in namespace["KEEP"] if name in colab}
+    assert set(pins) == {"torch", "torchvision", "torchaudio"}
+    assert namespace["conflicts"](pins, python) == []
+    every = dict(colab)  # Colab's whole recorded stack pinned
+    broken = namespace["conflicts"](every, python)
+    assert any("needs pyarrow>=21" in line and "pinned at 18.1.0" in line for line in broken), broken
+
+
 def test_one_repo_setting():
     """Every Colab badge and set-up cell names the repository that tools/colab_install.py sets."""
     import runpy

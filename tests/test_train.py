@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from hwlib.config import train_config
+from hwlib.config import agreement_tolerance, compute_dtype, train_config
 from hwlib.data import load_split
 from hwlib.evaluate import generate, weights
 from hwlib.models import load_adapter, load_model
@@ -236,6 +236,12 @@ def loss_and_gradients(model_name: str, quantize: str | None, shared: bool, tmp_
     return loss.item(), [p.grad.detach().clone() for p in model.parameters() if p.requires_grad]
 
 
+# The two paths round differently: 1e-5 relative in fp32; in bf16 or fp16 (forced with HWLIB_COMPUTE_DTYPE, as on GPUs
+# and AMX CPUs) 8 units in the dtype's last place (`hwlib.config.agreement_tolerance`). Measured on these batches:
+# gradients 2.6e-3 apart in bf16 (eps 7.8e-3), 1.3e-3 in fp16 (eps 9.8e-4); losses 5e-6 or less.
+ROUNDING = agreement_tolerance(compute_dtype(), float32=1e-5)
+
+
 def relative_difference(a: list, b: list) -> float:
     return (torch.sqrt(sum(((x - y) ** 2).sum() for x, y in zip(a, b))) /
             torch.sqrt(sum((x ** 2).sum() for x in a))).item()
@@ -246,16 +252,16 @@ def relative_difference(a: list, b: list) -> float:
 def test_shared_prefix_gives_the_plain_loss_and_gradients(quantize, model_name, tmp_path):
     plain_loss, plain_grads = loss_and_gradients(model_name, quantize, False, tmp_path)
     shared_loss, shared_grads = loss_and_gradients(model_name, quantize, True, tmp_path)
-    assert abs(plain_loss - shared_loss) <= 1e-5 * abs(plain_loss)
-    assert relative_difference(plain_grads, shared_grads) <= 1e-5
+    assert abs(plain_loss - shared_loss) <= ROUNDING * abs(plain_loss)
+    assert relative_difference(plain_grads, shared_grads) <= ROUNDING
 
 
 @pytest.mark.slow
 def test_shared_prefix_on_a_real_smollm2_batch(tmp_path):
     plain_loss, plain_grads = loss_and_gradients("smollm2-135m", "nf4", False, tmp_path)
     shared_loss, shared_grads = loss_and_gradients("smollm2-135m", "nf4", True, tmp_path)
-    assert abs(plain_loss - shared_loss) <= 1e-5 * abs(plain_loss)
-    assert relative_difference(plain_grads, shared_grads) <= 1e-5
+    assert abs(plain_loss - shared_loss) <= ROUNDING * abs(plain_loss)
+    assert relative_difference(plain_grads, shared_grads) <= ROUNDING
 
 
 @pytest.mark.parametrize("shared", [False, True])
@@ -286,8 +292,8 @@ def test_the_lm_head_projects_only_the_positions_in_the_loss(shared, tmp_path, m
     only_loss, only_grads, only_rows, _ = loss_and_grads(True)
     answer_tokens = int((batch["labels"][:, 1:] != -100).sum())
     assert only_rows == answer_tokens < every_rows
-    assert abs(every_loss - only_loss) <= 1e-5 * abs(every_loss)
-    assert relative_difference(every_grads, only_grads) <= 1e-5
+    assert abs(every_loss - only_loss) <= ROUNDING * abs(every_loss)
+    assert relative_difference(every_grads, only_grads) <= ROUNDING
 
 
 def test_prompt_loss_trains_on_the_whole_conversation(tmp_path, data_dir):
@@ -433,7 +439,11 @@ def test_the_main_job_says_nothing_of_the_known_harmless_notices(tmp_path, data_
     assert "macro-F1" in shown  # hwlib's own lines are kept
     verbose = subprocess.run([*command[:-4], "--output", str(tmp_path / "again"), *command[-2:]], capture_output=True,
                              text=True, timeout=600, env={**os.environ, "HWLIB_VERBOSE": "1"})
-    assert verbose.returncode == 0 and "kernels-community" in verbose.stdout + verbose.stderr
+    assert verbose.returncode == 0, (verbose.stdout + verbose.stderr)[-2000:]
+    from bitsandbytes.functional import has_avx512bf16
+
+    if has_avx512bf16():  # bitsandbytes looks for the Hub kernel only on CPUs with AVX-512 BF16 (AMX ones have it)
+        assert "kernels-community" in verbose.stdout + verbose.stderr
 
 
 def test_training_and_evaluation_records_name_their_machine_class(smoke_run, tmp_path, data_dir):

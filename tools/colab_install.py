@@ -3,8 +3,9 @@
 Each notebook's first cell clones the repository and calls `install(clone)` from this file, in Colab only.
 `tests/test_install.py` runs the same function against the local clone in a fresh virtual environment.
 
-- Colab's heavy stack (torch, numpy, ...) is pinned with a pip constraints file made from the installed versions, so
-  pip fails loudly rather than replacing it; nothing is force-reinstalled or upgraded wholesale.
+- Colab's torch, and what is built against it, is pinned with a pip constraints file made from the installed
+  versions: replacing it would download a multi-GB build and break its CUDA. Everything else may move to what the
+  course needs (trl needs a newer pyarrow than Colab brings, for one); nothing is force-reinstalled.
 - The repository is installed non-editably: an editable install's `.pth` file is only read when Python starts, so
   `import hwlib` would need a runtime restart. The bundled TweetEval copy travels inside the wheel.
 
@@ -23,8 +24,8 @@ from importlib import metadata
 from pathlib import Path
 
 REPO = "your-org/tweet-sentiment-qlora"
-# Packages Colab brings and that must stay as they are (pip may not replace them to satisfy a floor).
-KEEP = ("torch", "torchvision", "torchaudio", "numpy", "pandas", "pyarrow", "scipy", "ipykernel", "ipython")
+# Packages Colab brings that must stay as they are: torch and the packages compiled against its exact build.
+KEEP = ("torch", "torchvision", "torchaudio")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -50,6 +51,40 @@ def install(clone: str | Path, quiet: bool = True) -> None:
     print("pinned:", ", ".join(constraints()) or "nothing")
     subprocess.run(command, check=True)
     importlib.invalidate_caches()  # the new package's folder appeared after this process started
+
+
+def conflicts(pins: dict[str, str], python_version: str, root: str = "hwlib") -> list[str]:
+    """Where the pinned versions break a requirement of `root` or of the packages it needs, as this environment
+    resolved them (each package's installed release, whose requirements are what pip would meet at the course's
+    floors); one line per broken requirement. Empty: pip can keep the pins."""
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    environment = {**default_environment(), "python_version": python_version, "python_full_version": python_version,
+                   "extra": ""}
+    pinned = {canonicalize_name(name): version for name, version in pins.items()}
+    found, seen, waiting = [], set(), [canonicalize_name(root)]
+    while waiting:
+        name = waiting.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requirements = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for line in requirements:
+            requirement = Requirement(line)
+            if requirement.marker is not None and not requirement.marker.evaluate(environment):
+                continue
+            wanted = canonicalize_name(requirement.name)
+            version = pinned.get(wanted)
+            if version is not None and not requirement.specifier.contains(version.split("+")[0], prereleases=True):
+                found.append(f"{name} {metadata.version(name)} needs {requirement.name}{requirement.specifier}, "
+                             f"pinned at {version}")
+            waiting.append(wanted)
+    return found
 
 
 def repo_mentions() -> list[Path]:

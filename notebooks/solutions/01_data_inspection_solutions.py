@@ -113,8 +113,15 @@ pd.DataFrame({"tweet tokens": [tweet_tokens[i] for i in longest], "conversation 
               "text": [train[i]["text"] for i in longest]})
 
 # %%
+import re
+
+escapes = [len(re.findall(r"\\u[0-9a-fA-F]{4}", train[i]["text"])) for i in longest]
+escape_tokens = len(tokenizer("\\u002c", add_special_tokens=False)["input_ids"])
 display(Markdown(f"The longest training conversation has {max(conversation)} tokens, against `max_length` "
-                 f"{config.max_length}."))
+                 f"{config.max_length}. {sum(n > 0 for n in escapes)} of the five tweets hold escape sequences "
+                 f"such as `\\u002c` ({sum(escapes)} in all), left in the stored text where the writer typed a comma "
+                 f"or an apostrophe; the tokenizer cuts `\\u002c` into {escape_tokens} tokens where a typed comma "
+                 "would be one, so part of their length in tokens comes from how they were stored."))
 
 # %% [markdown]
 # ## 5. Near-duplicates (★★)

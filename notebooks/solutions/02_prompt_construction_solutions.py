@@ -91,12 +91,21 @@ def replies(generation_prompt: bool) -> list[str]:
 both = pd.DataFrame({"opened assistant turn": replies(True), "no generation prompt": replies(False)})
 found = {column: sum(postprocess_sentiment(r) != "" for r in both[column]) for column in both}
 display(both)
+self_opened = sum(r.startswith("assistant") for r in both["no generation prompt"])
+same_text = sum(b.removeprefix("assistant").strip() == a.strip() for a, b in zip(both["opened assistant turn"],
+                                                                             both["no generation prompt"]))
 display(Markdown(f"A label is extracted from {found['opened assistant turn']} of {len(both)} replies with "
-                 f"`add_generation_prompt=True` and {found['no generation prompt']} of {len(both)} without it."))
+                 f"`add_generation_prompt=True` and {found['no generation prompt']} of {len(both)} without it. "
+                 f"Without the flag, {self_opened} of {len(both)} replies start with `assistant`: the model opened "
+                 f"the turn itself; {same_text} of {len(both)} are then, word for word, the reply to the opened "
+                 "turn (replies are cut at 16 tokens, so the role marker can push the end of a long one out)."))
 
 # %% [markdown]
-# Without the opened assistant turn the model continues after a closed user turn; whatever it writes there is not an
-# answer in the expected place. (On `smoke` the random model names no label either way.)
+# The flag did not decide whether the model answers: a model trained on chat transcripts, as SmolLM2 is, usually
+# opens the assistant's turn when the prompt leaves it closed (on `smoke` the random model does neither). It decides
+# *where* the answer starts. With the flag that place is fixed by the template; without it, by the model, one role
+# marker later, or not at all if it opens another user turn. Code that reads the answer from a fixed position, like
+# lesson 04's label scoring, needs the flag.
 #
 # ## 3. Find the bug yourself (★★)
 #
