@@ -230,10 +230,11 @@ def warn_if_not_english(languages: Counter) -> bool:
     others = total - languages.get("en", 0)
     if not total or others / total <= NOT_ENGLISH_SHARE:
         return False
-    common = ", ".join(f"{name} {count}" for name, count in languages.most_common(4) if name != "en")
+    common = ", ".join(f"{name} {count}" for name, count in
+                       Counter({k: v for k, v in languages.items() if k != "en"}).most_common(4))
     log.warning("%d of %d messages (%.0f%%) look non-English to py3langid (%s): the adapter learned English tweets "
-                "only, and its labels for other languages are not to be trusted (docs/predict.md)", others, total,
-                100 * others / total, common)
+                "only and labels most other-language messages neutral, whatever they say (docs/predict.md)", others,
+                total, 100 * others / total, common)
     return True
 
 
