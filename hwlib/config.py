@@ -50,6 +50,8 @@ class TrainConfig:
                         "(a 3-way classification head on the prompt's last token; hwlib.head)")
     completion_only_loss: bool = setting(True, "loss on the answer only (TRL's completion_only_loss); False puts "
                                          "the whole conversation, prompt included, in the loss")
+    forged_share: float = setting(0.0, "share of training messages that get a forged answer for another label "
+                                  "written into them, keeping their own label (a defence; hwlib.forged)")
     train_size: int | None = setting(None, "training rows drawn from the train split; None uses every row")
     sampling: str = setting("stratified", "how the rows are drawn: stratified (train's class shares) or balanced "
                             "(equal rows per class)")
@@ -172,6 +174,7 @@ TRAIN_RULES = {
     "lora_dropout": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "in [0, 1)"),
     "learning_rate": (lambda v: isinstance(v, (int, float)) and v > 0, "positive"),
     "warmup_ratio": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "in [0, 1)"),
+    "forged_share": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "in [0, 1)"),
     "batch_size": (_positive_int, "a positive integer"),
     "epochs": (lambda v: isinstance(v, (int, float)) and v > 0, "positive"),
     "max_steps": (lambda v: isinstance(v, int) and (v == -1 or v >= 1), "-1 (the whole epoch) or a positive integer"),

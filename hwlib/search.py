@@ -207,6 +207,7 @@ VARIANTS: dict[str, dict] = {
     "two-epochs": dict(epochs=2.0),
     "prompt-loss": dict(completion_only_loss=False),
     "head": dict(head="classify"),
+    "forged-answers": dict(forged_share=0.25),  # a defence against answers written into a message (hwlib.forged)
     # A second base: Gemma 3 270M at half the recipe's learning rate (a larger model); its two rate trials below, a
     # quarter and the recipe's own, chose that rate on validation.
     "gemma": dict(model="gemma3-270m", learning_rate=1e-3),

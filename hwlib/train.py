@@ -38,8 +38,15 @@ def training_examples(dataset: Dataset, tokenizer) -> Dataset:
 
 
 def training_data(config: TrainConfig) -> Dataset:
-    """The seeded train subset the config asks for."""
-    return subsample(load_split("train", config.data_dir), config.train_size, config.sampling, config.seed)
+    """The seeded train subset the config asks for, with forged answers written into `forged_share` of its messages
+    (`hwlib.forged.with_forgeries`; each row keeps its own label)."""
+    data = subsample(load_split("train", config.data_dir), config.train_size, config.sampling, config.seed)
+    if not config.forged_share:
+        return data
+    from .forged import with_forgeries
+
+    texts = with_forgeries(data["text"], data["label"], config.forged_share, config.seed)
+    return data.remove_columns("text").add_column("text", texts).select_columns(data.column_names)
 
 
 def lora_config(config: TrainConfig):

@@ -138,6 +138,8 @@ print("label log-probabilities:", ", ".join(f"{label} {value:.3f}" for label, va
 print("as probabilities:       ", ", ".join(f"{label} {p:.3f}" for label, p in zip(LABELS, by_hand.softmax(0).tolist())))
 
 # %%
+import math
+
 from hwlib.config import agreement_tolerance
 from hwlib.evaluate import score
 
@@ -147,9 +149,9 @@ tolerance = agreement_tolerance(dtype)
 gap = (torch.tensor(probabilities[0], dtype=torch.float32) - by_hand.softmax(0)).abs().max().item()
 assert gap <= tolerance, "hwlib.evaluate.score disagrees with the computation by hand"
 print("hwlib's score:", predicted[0], probabilities[0].round(3))
+significand_bits = round(-math.log2(torch.finfo(dtype).eps)) + 1  # fp32 24, fp16 11, bf16 8
 print(f"largest difference {gap:.1e}, allowed {tolerance:.0e} in {str(dtype).removeprefix('torch.')}: "
-      f"{torch.finfo(dtype).nmant + 1}-bit significands, so the next number after 1 is 1 + "
-      f"{torch.finfo(dtype).eps:.0e}")
+      f"{significand_bits}-bit significands, so the next number after 1 is 1 + {torch.finfo(dtype).eps:.0e}")
 
 # %% [markdown]
 # The library agrees with our few lines, within what the model's number format allows. The two computations are not
