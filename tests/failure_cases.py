@@ -46,6 +46,8 @@ CASES: list[dict[str, str]] = [
                  "to JSON Lines, a text file has no columns"),
     dict(id="python-inputs", family="input", case="`Classifier(...)` given bytes, a named pandas Series",
          outcome="bytes refused as bytes (decode them first); a Series comes back with its name and index"),
+    dict(id="not-english", family="input", case="`predict` on messages that are mostly not English",
+         outcome="one warning naming the share and the languages (py3langid); none for English tweets"),
     dict(id="broken-pipe", family="input", case="`predict --json ... | head -1`",
          outcome="stops quietly once the reader has gone: no traceback"),
     dict(id="batch-size", family="settings", case="`evaluate --batch-size -1` (or 0)",

@@ -235,6 +235,18 @@ def python_inputs(smoke_run, tmp_path):
     assert labelled.drop(columns="tweet").equals(classify(series.tolist()).drop(columns="text").set_index(series.index))
 
 
+def not_english(smoke_run, tmp_path):
+    foreign = ["Odio este teléfono, se rompió otra vez", "Je déteste ce film", "Ich liebe dieses Lied", "What a great day, I love this song so much"]
+    warned = cli("predict", "--adapter", str(smoke_run), *foreign)
+    assert warned.returncode == 0 and "3 of 4 messages (75%) look non-English" in warned.stderr, warned.stderr
+    from hwlib.data import load_split
+
+    lines = tmp_path / "english.txt"
+    lines.write_text("".join(t.replace("\n", " ") + "\n" for t in load_split("test")["text"][:200]))
+    quiet = cli("predict", "--adapter", str(smoke_run), "--file", str(lines), "--quiet")
+    assert quiet.returncode == 0 and "non-English" not in quiet.stderr
+
+
 def broken_pipe(smoke_run, tmp_path):
     messages = "".join(f"message number {i}\n" for i in range(3000))
     result = subprocess.run(f"{sys.executable} -m hwlib predict --adapter {smoke_run} --json | head -1",
