@@ -56,7 +56,7 @@ print(profile_run.how)
 SMALL = dict(train_size=600)  # the same 600 tweets for every run of these exercises
 rank4 = train_or_load(train_config(PROFILE, output_dir=str(RUNS / "r4"), lora_r=4, lora_alpha=8, **SMALL))
 own_rank = train_or_load(train_config(PROFILE, output_dir=str(RUNS / "lr-profile-600"), **SMALL))  # exercise 3's too
-runs600 = {"r=4, 600 tweets": rank4, f"r={config.lora_r}, 600 tweets": own_rank}
+runs600 = {"r=4, 600 tweets": rank4, f"the profile's r={config.lora_r}, 600 tweets": own_rank}
 pd.DataFrame({name: {"r": r["config"]["lora_r"], "trainable": r["parameters"]["trainable"], "steps": r["steps"],
                      "s per step": r["wall_time_s"] / r["steps"]}
               for name, r in ((name, read_run(folder)) for name, folder in runs600.items())}).T

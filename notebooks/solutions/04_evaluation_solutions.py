@@ -147,7 +147,7 @@ import json
 from hwlib.evaluate import read_metrics
 from hwlib.runs import shipped_adapter
 
-mine = {"r=4, 600 tweets": RUNS / "r4", f"r={config.lora_r}, 600 tweets": RUNS / "lr-profile-600"}
+mine = {"r=4, 600 tweets": RUNS / "r4", f"the profile's r={config.lora_r}, 600 tweets": RUNS / "lr-profile-600"}
 missing = [name for name, folder in mine.items() if not (folder / "run_config.json").is_file()]
 if missing:
     display(Markdown(f"Not trained yet: {', '.join(missing)}. Lesson 03's solutions (exercise 1) train both on the "
