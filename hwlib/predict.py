@@ -305,21 +305,21 @@ class Classifier:
         if isinstance(messages, pd.Series):
             messages = messages.to_frame(name=messages.name if messages.name is not None else text_column)
             text_column = messages.columns[0]
+        index = None
         if isinstance(messages, pd.DataFrame):
             if text_column not in messages.columns:
                 raise EvalError(f"the DataFrame has no column {text_column!r} (found: "
                                 f"{', '.join(map(str, messages.columns))}): pass text_column=")
-            index = messages.index
-            frame = messages.reset_index(drop=True)
-            check_texts(frame[text_column].tolist(), "report")
-            warn_if_not_english(count_languages(frame[text_column].tolist()))
+            index, frame = messages.index, messages.reset_index(drop=True)
             frame.insert(0, "row", range(len(frame)))
-            return self.label_rows(frame, text_column, allow_empty).set_index(index)
-        messages = list(messages)
-        frame = pd.DataFrame({"row": range(len(messages)), "text": pd.Series(messages, dtype=object)})
-        check_texts(messages, "report")
-        warn_if_not_english(count_languages(messages))
-        return self.label_rows(frame, "text", allow_empty)
+        else:
+            messages = list(messages)
+            frame = pd.DataFrame({"row": range(len(messages)), "text": pd.Series(messages, dtype=object)})
+            text_column = "text"
+        texts = check_texts(frame[text_column].tolist(), "report")
+        warn_if_not_english(count_languages(texts))
+        labelled = self.label_rows(frame, text_column, allow_empty)
+        return labelled if index is None else labelled.set_index(index)
 
     def label_rows(self, frame: pd.DataFrame, text_column: str, allow_empty: bool = False, bar=None,
                    share: tuple[int, int] = (0, 1)) -> pd.DataFrame:
